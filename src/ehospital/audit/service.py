@@ -1,0 +1,172 @@
+"""Recording, sealing (hash-chaining) and verifying the audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.audit.models import AuditEvent
+from ehospital.kit.context import Actor
+from ehospital.kit.models import utcnow
+
+GENESIS = "0" * 64
+_SEAL_BATCH = 2000
+_PG_SEAL_LOCK = 0x65_48_41_55  # any constant: one sealer at a time across processes
+
+
+def record(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: int | str | None,
+    *,
+    patient_id: int | None = None,
+    outcome: str = "ok",
+) -> None:
+    """Add an audit row to the caller's transaction (it commits or rolls back with the data)."""
+    session.add(
+        AuditEvent(
+            at=utcnow(),
+            actor_id=actor.account_id or None,
+            actor_role=str(actor.role) if actor.account_id else "system",
+            action=action,
+            resource_type=resource_type,
+            resource_id=None if resource_id is None else str(resource_id),
+            patient_id=patient_id,
+            address=actor.address,
+            request_id=actor.request_id,
+            outcome=outcome,
+        )
+    )
+
+
+async def recent(session: AsyncSession, patient_id: int | None, limit: int) -> list[AuditEvent]:
+    """The newest rows, optionally those about one patient."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if patient_id is not None:
+        query = query.where(AuditEvent.patient_id == patient_id)
+    return list(await session.scalars(query))
+
+
+def event_hash(event: AuditEvent, seq: int, prev_hash: str) -> str:
+    """SHA-256 over a canonical JSON form of the row and the previous row's hash."""
+    payload = [
+        seq,
+        event.id,
+        event.at.isoformat(timespec="microseconds"),
+        event.actor_id,
+        event.actor_role,
+        event.action,
+        event.resource_type,
+        event.resource_id,
+        event.patient_id,
+        event.address,
+        event.request_id,
+        event.outcome,
+        prev_hash,
+    ]
+    canonical = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def seal(session: AsyncSession) -> int:
+    """Chain the rows not yet sealed, oldest first; returns how many were sealed."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SEAL_LOCK})
+    head = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.hash)
+            .where(AuditEvent.seq.is_not(None))
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    sealed = 0
+    while True:
+        pending = (
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(_SEAL_BATCH)
+            )
+        ).all()
+        if not pending:
+            return sealed
+        rows = []
+        for event in pending:
+            seq += 1
+            digest = event_hash(event, seq, prev)
+            rows.append({"id": event.id, "seq": seq, "prev_hash": prev, "hash": digest})
+            prev = digest
+        await session.execute(update(AuditEvent), rows)
+        session.expunge_all()
+        sealed += len(rows)
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    sealed: int
+    unsealed: int
+    broken_at_seq: int | None = None
+    broken_event_id: int | None = None
+    problem: str | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "sealed": self.sealed,
+            "unsealed": self.unsealed,
+            "broken_at_seq": self.broken_at_seq,
+            "broken_event_id": self.broken_event_id,
+            "problem": self.problem,
+        }
+
+
+async def verify(session: AsyncSession) -> VerifyReport:
+    """Walk the chain in order and report the first row that was changed or removed."""
+    unsealed = int(
+        await session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))
+        or 0
+    )
+    expected_seq, prev, checked = 1, GENESIS, 0
+    last_id = 0
+    while True:
+        batch = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.seq.is_not(None), AuditEvent.seq >= expected_seq)
+                .order_by(AuditEvent.seq)
+                .limit(_SEAL_BATCH)
+            )
+        ).all()
+        if not batch:
+            return VerifyReport(ok=True, sealed=checked, unsealed=unsealed)
+        for event in batch:
+            assert event.seq is not None
+            problem = None
+            if event.seq != expected_seq:
+                problem = f"row {expected_seq} of the chain is missing"
+            elif event.prev_hash != prev:
+                problem = "the link to the previous row does not match"
+            elif event.hash != event_hash(event, event.seq, prev):
+                problem = "the row was changed after it was sealed"
+            if problem:
+                return VerifyReport(
+                    ok=False,
+                    sealed=checked,
+                    unsealed=unsealed,
+                    broken_at_seq=expected_seq,
+                    broken_event_id=event.id if event.seq == expected_seq else last_id or None,
+                    problem=problem,
+                )
+            prev = event.hash or ""
+            last_id = event.id
+            expected_seq += 1
+            checked += 1
+        session.expunge_all()

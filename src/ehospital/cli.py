@@ -1,0 +1,144 @@
+"""The `ehospital` command: serve, demo, migrate, audit verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from ehospital.config import Settings, get_settings
+from ehospital.db import create_engine, create_sessionmaker, migrate, session_scope
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    migrate(settings.resolved_database_url())
+    settings.upload_dir.mkdir(parents=True, exist_ok=True)
+    if args.workers > 1:
+        uvicorn.run(
+            "ehospital.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            access_log=args.access_log,
+        )
+    else:
+        from ehospital.main import create_app
+
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+        )
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    migrate(settings.resolved_database_url(), args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from ehospital.demo import DEMO_ACCOUNTS, seed_demo
+
+    migrate(settings.resolved_database_url())
+
+    async def run() -> bool:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await seed_demo(session)
+        finally:
+            await engine.dispose()
+
+    created = asyncio.run(run())
+    print("Demo hospital " + ("seeded." if created else "already present (nothing changed)."))
+    print(f"Sign in at http://{args.host}:{args.port}/ with one of these accounts:")
+    width = max(len(a.username) for a in DEMO_ACCOUNTS)
+    for account in DEMO_ACCOUNTS:
+        print(
+            f"  {account.role:<15} {account.username:<{width}}  password: {account.password}   {account.note}"
+        )
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ehospital.audit.service import seal, verify
+
+    migrate(settings.resolved_database_url())
+
+    async def run() -> dict[str, object]:
+        engine = create_engine(settings)
+        try:
+            factory = create_sessionmaker(engine)
+            if not args.no_seal:
+                async with session_scope(factory) as session:
+                    await seal(session)
+            async with session_scope(factory) as session:
+                return (await verify(session)).as_dict()
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    print(json.dumps(report, indent=2))
+    if not report["ok"]:
+        print(
+            f"audit trail BROKEN at row {report['broken_at_seq']} (event id {report['broken_event_id']}): "
+            f"{report['problem']}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ehospital", description="ehospital internet hospital")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate the database, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.set_defaults(func=_cmd_serve)
+
+    demo = sub.add_parser("demo", help="seed the demo hospital once and print its accounts")
+    demo.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    demo.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
+    demo.set_defaults(func=_cmd_demo)
+
+    mig = sub.add_parser("migrate", help="upgrade the database schema")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(func=_cmd_migrate)
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain; exit 1 at the first broken link")
+    verify.add_argument("--no-seal", action="store_true", help="do not chain pending rows first")
+    verify.set_defaults(func=_cmd_audit_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    try:
+        code: int = args.func(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

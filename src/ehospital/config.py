@@ -1,0 +1,52 @@
+"""Settings read from the environment (prefix EHOSPITAL_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field can be set as EHOSPITAL_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="EHOSPITAL_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    # Bearer tokens for the API are short-lived; the web session lives a working day.
+    access_token_minutes: int = 30
+    session_hours: int = 12
+    cookie_secure: bool = True
+    # Failed sign-ins tolerated per window before further attempts are refused.
+    login_window_minutes: int = 15
+    login_max_failures_account: int = 5
+    login_max_failures_address: int = 30
+    upload_max_bytes: int = 10 * 1024 * 1024
+    upload_max_pixels: int = 40_000_000
+    # A consultation nobody accepts within this many hours expires.
+    consultation_accept_hours: int = 24
+    audit_seal_seconds: float = 1.0
+    db_pool_size: int = Field(default=10, ge=1)
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, or a SQLite file under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'ehospital.sqlite3').resolve()}"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "keys" / "secret.key"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own)."""
+    return Settings()

@@ -1,0 +1,229 @@
+"""Every query of consultations, messages and attachments, filtered by who is asking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.consultations.models import (
+    CHATTING_STATUSES,
+    Attachment,
+    Consultation,
+    Message,
+    Status,
+)
+from ehospital.directory.models import Doctor
+from ehospital.kit.context import Actor
+from ehospital.kit.models import one_or_none
+from ehospital.patients.models import Patient
+
+
+def visible_consultations(actor: Actor) -> Select[tuple[Consultation]]:
+    """Consultations the actor may see in full: their family's, or those assigned to them."""
+    query = select(Consultation)
+    if actor.is_patient:
+        return query.where(Consultation.account_id == actor.account_id)
+    if actor.is_doctor:
+        return query.where(Consultation.doctor_id == actor.doctor_id)
+    return query.where(Consultation.id.is_(None))
+
+
+class ConsultationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj: Consultation | Message | Attachment) -> None:
+        self.session.add(obj)
+
+    async def visible(self, actor: Actor, consultation_id: int, *, lock: bool = False) -> Consultation | None:
+        query = visible_consultations(actor).where(Consultation.id == consultation_id)
+        if lock:
+            query = query.with_for_update()
+        return await one_or_none(self.session, query)
+
+    async def in_queue_of(self, centre_id: int, consultation_id: int) -> Consultation | None:
+        """A consultation waiting in a centre's queue (no doctor named)."""
+        return await one_or_none(
+            self.session,
+            select(Consultation).where(
+                Consultation.id == consultation_id,
+                Consultation.centre_id == centre_id,
+                Consultation.doctor_id.is_(None),
+                Consultation.status == Status.REQUESTED,
+            ),
+        )
+
+    async def list_visible(
+        self, actor: Actor, *, status: str | None, limit: int, offset: int
+    ) -> Sequence[tuple[Consultation, Patient, str | None]]:
+        query = (
+            visible_consultations(actor)
+            .add_columns(Patient, Doctor.name)
+            .join(Patient, Patient.id == Consultation.patient_id)
+            .outerjoin(Doctor, Doctor.id == Consultation.doctor_id)
+            .order_by(Consultation.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        if status is not None:
+            query = query.where(Consultation.status == status)
+        rows = (await self.session.execute(query)).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def queue(
+        self, centre_id: int, now: datetime, limit: int
+    ) -> Sequence[tuple[Consultation, Patient, int]]:
+        evidence = (
+            select(func.count(Attachment.id))
+            .where(Attachment.consultation_id == Consultation.id)
+            .scalar_subquery()
+        )
+        rows = (
+            await self.session.execute(
+                select(Consultation, Patient, evidence)
+                .join(Patient, Patient.id == Consultation.patient_id)
+                .where(
+                    Consultation.centre_id == centre_id,
+                    Consultation.doctor_id.is_(None),
+                    Consultation.status == Status.REQUESTED,
+                    Consultation.expires_at > now,
+                )
+                .order_by(Consultation.created_at, Consultation.id)
+                .limit(limit)
+            )
+        ).all()
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    async def open_for_patient_in_centre(self, patient_id: int, centre_id: int) -> Consultation | None:
+        return await one_or_none(
+            self.session,
+            select(Consultation)
+            .where(
+                Consultation.patient_id == patient_id,
+                Consultation.centre_id == centre_id,
+                Consultation.status.in_([Status.REQUESTED, *CHATTING_STATUSES]),
+            )
+            .limit(1),
+        )
+
+    async def active_count(self, doctor_id: int) -> int:
+        return int(
+            await self.session.scalar(
+                select(func.count())
+                .select_from(Consultation)
+                .where(
+                    Consultation.doctor_id == doctor_id,
+                    Consultation.status.in_(list(CHATTING_STATUSES)),
+                )
+            )
+            or 0
+        )
+
+    async def claim(self, consultation_id: int, doctor_id: int, now: datetime) -> bool:
+        """Atomically take a requested consultation; False if someone else got there first."""
+        result = await self.session.execute(
+            update(Consultation)
+            .where(
+                Consultation.id == consultation_id,
+                Consultation.status == Status.REQUESTED,
+                or_(Consultation.doctor_id.is_(None), Consultation.doctor_id == doctor_id),
+                Consultation.expires_at > now,
+            )
+            .values(doctor_id=doctor_id, status=Status.ACCEPTED, accepted_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def next_seq(self, consultation_id: int) -> int:
+        """Hand out the next message number; the row lock orders concurrent senders."""
+        seq = await self.session.scalar(
+            update(Consultation)
+            .where(Consultation.id == consultation_id)
+            .values(last_seq=Consultation.last_seq + 1)
+            .returning(Consultation.last_seq)
+            .execution_options(synchronize_session=False)
+        )
+        assert seq is not None
+        return int(seq)
+
+    async def messages(self, consultation_id: int, after_seq: int, limit: int) -> Sequence[Message]:
+        return (
+            await self.session.scalars(
+                select(Message)
+                .where(Message.consultation_id == consultation_id, Message.seq > after_seq)
+                .order_by(Message.seq)
+                .limit(limit)
+            )
+        ).all()
+
+    async def has_doctor_message(self, consultation_id: int) -> bool:
+        found = await self.session.scalar(
+            select(Message.id)
+            .where(
+                Message.consultation_id == consultation_id,
+                Message.sender_role == "doctor",
+                Message.kind.in_(["text", "image"]),
+            )
+            .limit(1)
+        )
+        return found is not None
+
+    async def attachments(self, consultation_id: int, purpose: str | None = None) -> Sequence[Attachment]:
+        query = select(Attachment).where(Attachment.consultation_id == consultation_id)
+        if purpose is not None:
+            query = query.where(Attachment.purpose == purpose)
+        return (await self.session.scalars(query.order_by(Attachment.id))).all()
+
+    async def uploads_of(self, uploader_id: int, ids: Sequence[int]) -> Sequence[Attachment]:
+        """Unattached uploads of one account among `ids`."""
+        return (
+            await self.session.scalars(
+                select(Attachment).where(
+                    Attachment.id.in_(ids),
+                    Attachment.uploader_id == uploader_id,
+                    Attachment.consultation_id.is_(None),
+                )
+            )
+        ).all()
+
+    async def attachment_for(self, actor: Actor, attachment_id: int) -> tuple[Attachment, int | None] | None:
+        """An attachment the actor may read, with the patient it concerns (if attached)."""
+        visible_ids = visible_consultations(actor).with_only_columns(Consultation.id)
+        row = (
+            await self.session.execute(
+                select(Attachment, Consultation.patient_id)
+                .outerjoin(Consultation, Consultation.id == Attachment.consultation_id)
+                .where(
+                    Attachment.id == attachment_id,
+                    or_(
+                        and_(
+                            Attachment.consultation_id.is_(None),
+                            Attachment.uploader_id == actor.account_id,
+                        ),
+                        Attachment.consultation_id.in_(visible_ids),
+                    ),
+                )
+            )
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    async def expire_due(self, now: datetime) -> Sequence[int]:
+        """Mark requested consultations past their deadline as expired; returns their ids."""
+        ids = (
+            await self.session.scalars(
+                select(Consultation.id).where(
+                    Consultation.status == Status.REQUESTED, Consultation.expires_at <= now
+                )
+            )
+        ).all()
+        if ids:
+            await self.session.execute(
+                update(Consultation)
+                .where(Consultation.id.in_(ids), Consultation.status == Status.REQUESTED)
+                .values(status=Status.EXPIRED, ended_at=now, end_reason="no doctor accepted in time")
+                .execution_options(synchronize_session=False)
+            )
+        return ids

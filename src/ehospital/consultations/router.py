@@ -1,0 +1,215 @@
+"""Uploads, consultations and their messages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, UploadFile, status
+
+from ehospital.consultations.schemas import (
+    AttachmentRead,
+    CancelIn,
+    CompleteIn,
+    ConsultationCreate,
+    ConsultationRead,
+    DiagnosisIn,
+    MessageCreate,
+    MessageRead,
+    QueueItem,
+    TerminateIn,
+)
+from ehospital.consultations.service import ConsultationService
+from ehospital.deps import CurrentActor, RuntimeDep, SessionDep
+from ehospital.kit.errors import PayloadTooLarge
+
+router = APIRouter(prefix="/api/v1", tags=["consultations"])
+
+
+def _service(session: SessionDep, runtime: RuntimeDep) -> ConsultationService:
+    return ConsultationService(session, runtime.settings, runtime.files)
+
+
+async def read_limited(upload: UploadFile, limit: int) -> bytes:
+    """Read an upload, refusing (413) as soon as it passes the limit."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(
+            f"the file is larger than {limit // (1024 * 1024)} MiB",
+            code="file_too_large",
+            limit_bytes=limit,
+        )
+    return data
+
+
+@router.post("/uploads", response_model=AttachmentRead, status_code=status.HTTP_201_CREATED)
+async def upload(
+    file: UploadFile,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    purpose: Annotated[str, Query(pattern="^(evidence|message)$")] = "evidence",
+) -> AttachmentRead:
+    """Upload a photo (JPEG/PNG/WebP) or, as evidence, a PDF; metadata is stripped."""
+    data = await read_limited(file, runtime.settings.upload_max_bytes)
+    attachment = await _service(session, runtime).upload(
+        actor,
+        filename=file.filename or "upload",
+        declared_type=file.content_type,
+        data=data,
+        purpose=purpose,
+    )
+    return AttachmentRead.model_validate(attachment)
+
+
+@router.get("/attachments/{attachment_id}", response_class=Response)
+async def download(
+    attachment_id: int, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """The bytes of a file you may see."""
+    attachment, content = await _service(session, runtime).read_attachment(actor, attachment_id)
+    return Response(
+        content,
+        media_type=attachment.content_type,
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.post("/consultations", response_model=ConsultationRead, status_code=status.HTTP_201_CREATED)
+async def open_consultation(
+    data: ConsultationCreate, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> ConsultationRead:
+    """Ask for a follow-up consultation for a family member, with prior-diagnosis evidence."""
+    service = _service(session, runtime)
+    consultation = await service.open(actor, data)
+    return await service.read(actor, consultation.id)
+
+
+@router.get("/consultations", response_model=list[ConsultationRead])
+async def list_consultations(
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ConsultationRead]:
+    """Your family's consultations, or those assigned to you as doctor; newest first."""
+    return await _service(session, runtime).list_for(actor, status=status_, limit=limit, offset=offset)
+
+
+@router.get("/consultations/queue", response_model=list[QueueItem])
+async def queue(
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[QueueItem]:
+    """Consultations waiting in your centre's queue (doctors)."""
+    return await _service(session, runtime).queue(actor, limit)
+
+
+@router.get("/consultations/{consultation_id}", response_model=ConsultationRead)
+async def get_consultation(
+    consultation_id: int, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> ConsultationRead:
+    """One consultation you take part in."""
+    return await _service(session, runtime).read(actor, consultation_id)
+
+
+@router.post("/consultations/{consultation_id}/accept", response_model=ConsultationRead)
+async def accept(
+    consultation_id: int, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> ConsultationRead:
+    """Accept a consultation of your centre's queue or one addressed to you (verified doctors)."""
+    service = _service(session, runtime)
+    await service.accept(actor, consultation_id)
+    return await service.read(actor, consultation_id)
+
+
+@router.post("/consultations/{consultation_id}/diagnosis", response_model=ConsultationRead)
+async def diagnose(
+    consultation_id: int,
+    data: DiagnosisIn,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ConsultationRead:
+    """Record the diagnosis (ICD-10 code and text)."""
+    service = _service(session, runtime)
+    await service.diagnose(actor, consultation_id, data)
+    return await service.read(actor, consultation_id)
+
+
+@router.post("/consultations/{consultation_id}/complete", response_model=ConsultationRead)
+async def complete(
+    consultation_id: int,
+    data: CompleteIn,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ConsultationRead:
+    """Complete the consultation with a summary (needs a diagnosis and a reply of yours)."""
+    service = _service(session, runtime)
+    await service.complete(actor, consultation_id, data.summary)
+    return await service.read(actor, consultation_id)
+
+
+@router.post("/consultations/{consultation_id}/terminate", response_model=ConsultationRead)
+async def terminate(
+    consultation_id: int,
+    data: TerminateIn,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ConsultationRead:
+    """End online care and refer the patient to a physical hospital, with the reason."""
+    service = _service(session, runtime)
+    await service.terminate(actor, consultation_id, data)
+    return await service.read(actor, consultation_id)
+
+
+@router.post("/consultations/{consultation_id}/cancel", response_model=ConsultationRead)
+async def cancel(
+    consultation_id: int,
+    data: CancelIn,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ConsultationRead:
+    """Withdraw a consultation that no doctor has answered yet (patients)."""
+    service = _service(session, runtime)
+    await service.cancel(actor, consultation_id, data.reason)
+    return await service.read(actor, consultation_id)
+
+
+@router.get("/consultations/{consultation_id}/messages", response_model=list[MessageRead])
+async def messages(
+    consultation_id: int,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[MessageRead]:
+    """Messages after a sequence number, in order."""
+    found = await _service(session, runtime).messages(
+        actor, consultation_id, after_seq=after_seq, limit=limit
+    )
+    return [MessageRead.model_validate(m) for m in found]
+
+
+@router.post(
+    "/consultations/{consultation_id}/messages",
+    response_model=MessageRead,
+    status_code=status.HTTP_201_CREATED,
+)
+async def post_message(
+    consultation_id: int,
+    data: MessageCreate,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> MessageRead:
+    """Send a text message or an image (upload it first with purpose=message)."""
+    message = await _service(session, runtime).post_message(actor, consultation_id, data)
+    return MessageRead.model_validate(message)

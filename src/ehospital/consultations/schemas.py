@@ -1,0 +1,123 @@
+"""Consultation payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from ehospital.kit.schemas import Input, Output
+
+ICD10_PATTERN = r"^[A-TV-Z][0-9][0-9A-B](\.[0-9A-Z]{1,4})?$"
+
+
+class ConsultationCreate(Input):
+    patient_id: int
+    centre_id: int
+    clinic_id: int | None = None
+    doctor_id: int | None = Field(default=None, description="A named doctor, or none for the queue")
+    visit_type: Literal["follow_up", "first"] = Field(
+        description="Online care is for follow-up visits only; 'first' is refused"
+    )
+    complaint: str = Field(min_length=2, max_length=2000)
+    prior_diagnosis: str = Field(min_length=2, max_length=500, description="Diagnosis made offline")
+    prior_institution: str | None = Field(default=None, max_length=200)
+    evidence_ids: list[int] = Field(
+        max_length=9, description="Uploads (report, prescription, photo) proving the diagnosis"
+    )
+
+
+class AttachmentRead(Output):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    width: int | None
+    height: int | None
+    purpose: str
+    created_at: datetime
+
+
+class PatientBrief(Output):
+    id: int
+    name: str
+    sex: str
+    age: int
+
+
+class ConsultationRead(Output):
+    id: int
+    status: str
+    patient: PatientBrief
+    centre_id: int
+    clinic_id: int | None
+    doctor_id: int | None
+    doctor_name: str | None
+    complaint: str
+    prior_diagnosis: str
+    prior_institution: str | None
+    price_cents: int
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    referral_to: str | None
+    diagnosis_code: str | None
+    diagnosis_text: str | None
+    summary: str | None
+    last_seq: int
+    evidence: list[AttachmentRead]
+
+
+class QueueItem(Output):
+    """What a doctor of the centre sees before accepting: no identity, no files."""
+
+    id: int
+    centre_id: int
+    clinic_id: int | None
+    patient_initial: str
+    patient_sex: str
+    patient_age: int
+    complaint: str
+    prior_diagnosis: str
+    created_at: datetime
+    expires_at: datetime
+    evidence_count: int
+
+
+class MessageCreate(Input):
+    body: str = Field(default="", max_length=4000)
+    attachment_id: int | None = None
+
+
+class MessageRead(Output):
+    id: int
+    seq: int
+    sender_id: int | None
+    sender_role: str
+    kind: str
+    body: str
+    attachment_id: int | None
+    created_at: datetime
+
+
+class DiagnosisIn(Input):
+    code: str = Field(pattern=ICD10_PATTERN, description="ICD-10 code, e.g. E11.9")
+    text: str = Field(min_length=2, max_length=500)
+    summary: str | None = Field(default=None, max_length=4000)
+
+
+class CompleteIn(Input):
+    summary: str = Field(min_length=2, max_length=4000)
+
+
+class CancelIn(Input):
+    reason: str = Field(default="", max_length=500)
+
+
+class TerminateIn(Input):
+    reason: str = Field(min_length=2, max_length=500)
+    referral_to: str = Field(min_length=2, max_length=200, description="Where to go offline")

@@ -1,0 +1,477 @@
+"""The follow-up consultation lifecycle: rules only, no web framework."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.audit.service import record
+from ehospital.auth.models import Role
+from ehospital.config import Settings
+from ehospital.consultations.models import (
+    CHATTING_STATUSES,
+    OPEN_STATUSES,
+    Attachment,
+    Consultation,
+    Message,
+    Status,
+)
+from ehospital.consultations.repository import ConsultationRepository
+from ehospital.consultations.schemas import (
+    AttachmentRead,
+    ConsultationCreate,
+    ConsultationRead,
+    DiagnosisIn,
+    MessageCreate,
+    PatientBrief,
+    QueueItem,
+    TerminateIn,
+)
+from ehospital.directory.repository import DirectoryRepository
+from ehospital.kit.context import Actor
+from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ehospital.kit.images import clean_upload
+from ehospital.kit.models import utcnow
+from ehospital.kit.storage import FileStore
+from ehospital.patients.models import Patient
+from ehospital.patients.repository import PatientRepository
+from ehospital.patients.service import age_on
+
+MAX_EVIDENCE = 9
+
+
+def _not_found() -> NotFound:
+    return NotFound("no such consultation", code="consultation_not_found")
+
+
+class ConsultationService:
+    def __init__(self, session: AsyncSession, settings: Settings, files: FileStore) -> None:
+        self.session = session
+        self.settings = settings
+        self.files = files
+        self.repo = ConsultationRepository(session)
+        self.directory = DirectoryRepository(session)
+        self.patients = PatientRepository(session)
+
+    # --- uploads ----------------------------------------------------------------------------
+    async def upload(
+        self, actor: Actor, *, filename: str, declared_type: str | None, data: bytes, purpose: str
+    ) -> Attachment:
+        """Check and store a file (type sniffed from the bytes, metadata stripped)."""
+        if actor.role not in (Role.PATIENT, Role.DOCTOR):
+            raise Forbidden("only patients and doctors upload files", code="upload_forbidden")
+        clean = clean_upload(
+            data,
+            max_bytes=self.settings.upload_max_bytes,
+            max_pixels=self.settings.upload_max_pixels,
+            declared_type=declared_type,
+            allow_pdf=purpose == "evidence",
+        )
+        key = self.files.put(clean.content)
+        attachment = Attachment(
+            consultation_id=None,
+            uploader_id=actor.account_id,
+            purpose=purpose,
+            filename=(filename or "upload")[-200:],
+            content_type=clean.content_type,
+            size=len(clean.content),
+            sha256=hashlib.sha256(clean.content).hexdigest(),
+            storage_key=key,
+            width=clean.width,
+            height=clean.height,
+        )
+        self.repo.add(attachment)
+        await self.session.flush()
+        record(self.session, actor, "upload", "attachment", attachment.id)
+        return attachment
+
+    async def read_attachment(self, actor: Actor, attachment_id: int) -> tuple[Attachment, bytes]:
+        found = await self.repo.attachment_for(actor, attachment_id)
+        if found is None:
+            raise NotFound("no such file", code="attachment_not_found")
+        attachment, patient_id = found
+        record(self.session, actor, "read", "attachment", attachment.id, patient_id=patient_id)
+        return attachment, self.files.get(attachment.storage_key)
+
+    # --- opening ----------------------------------------------------------------------------
+    async def open(self, actor: Actor, data: ConsultationCreate) -> Consultation:
+        """A patient account asks for a follow-up visit for one of its family members."""
+        if not actor.is_patient:
+            raise Forbidden("only patient accounts open consultations", code="not_a_patient_account")
+        if data.visit_type == "first":
+            raise Unprocessable(
+                "online consultations are for follow-up visits of a disease already diagnosed "
+                "offline; please see a doctor in person for a first visit",
+                code="first_visit_not_allowed",
+            )
+        patient = await self.patients.visible(actor, data.patient_id)
+        if patient is None or patient.archived_at is not None:
+            raise NotFound("no such patient", code="patient_not_found")
+        centre = await self.directory.centre(data.centre_id)
+        if centre is None or not centre.is_active:
+            raise Unprocessable("no such centre", code="centre_not_found")
+        if data.clinic_id is not None:
+            clinic = await self.directory.clinic(data.clinic_id)
+            if clinic is None or clinic.centre_id != centre.id or not clinic.is_active:
+                raise Unprocessable("the clinic is not part of the centre", code="clinic_not_in_centre")
+        price = await self._price(data)
+        if not data.evidence_ids:
+            raise Unprocessable(
+                "attach at least one document or photo of the prior diagnosis",
+                code="evidence_required",
+            )
+        ids = sorted(set(data.evidence_ids))
+        uploads = await self.repo.uploads_of(actor.account_id, ids)
+        if len(uploads) != len(ids):
+            missing = sorted(set(ids) - {u.id for u in uploads})
+            raise Unprocessable("unknown or already used uploads", code="evidence_not_found", ids=missing)
+        if await self.repo.open_for_patient_in_centre(patient.id, centre.id) is not None:
+            raise Conflict(
+                "this patient already has an open consultation in this centre",
+                code="open_consultation_exists",
+            )
+        now = utcnow()
+        consultation = Consultation(
+            patient_id=patient.id,
+            account_id=actor.account_id,
+            centre_id=centre.id,
+            clinic_id=data.clinic_id,
+            doctor_id=data.doctor_id,
+            status=Status.REQUESTED,
+            complaint=data.complaint,
+            prior_diagnosis=data.prior_diagnosis,
+            prior_institution=data.prior_institution,
+            price_cents=price,
+            expires_at=now + timedelta(hours=self.settings.consultation_accept_hours),
+            last_seq=0,
+        )
+        self.repo.add(consultation)
+        await self.session.flush()
+        for upload in uploads:
+            upload.consultation_id = consultation.id
+            upload.purpose = "evidence"
+        await self.session.flush()
+        record(self.session, actor, "create", "consultation", consultation.id, patient_id=patient.id)
+        return consultation
+
+    async def _price(self, data: ConsultationCreate) -> int:
+        if data.doctor_id is None:
+            doctors = await self.directory.doctors(
+                centre_id=data.centre_id, clinic_id=None, verified_only=True
+            )
+            return min((d.price_cents for d in doctors), default=0)
+        doctor = await self.directory.doctor(data.doctor_id)
+        if doctor is None or doctor.verified_at is None or doctor.centre_id != data.centre_id:
+            raise Unprocessable("the doctor does not consult in this centre", code="doctor_not_in_centre")
+        if data.clinic_id is not None and doctor.clinic_id not in (None, data.clinic_id):
+            raise Unprocessable("the doctor does not consult in this clinic", code="doctor_not_in_clinic")
+        return doctor.price_cents
+
+    # --- reading ----------------------------------------------------------------------------
+    async def get(self, actor: Actor, consultation_id: int) -> Consultation:
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        await self._expire_if_due(consultation)
+        record(
+            self.session,
+            actor,
+            "read",
+            "consultation",
+            consultation.id,
+            patient_id=consultation.patient_id,
+        )
+        return consultation
+
+    async def read(self, actor: Actor, consultation_id: int) -> ConsultationRead:
+        consultation = await self.get(actor, consultation_id)
+        patient = await self.session.get(Patient, consultation.patient_id)
+        doctor = await self.directory.doctor(consultation.doctor_id) if consultation.doctor_id else None
+        assert patient is not None
+        evidence = await self.repo.attachments(consultation.id, "evidence")
+        return _to_read(consultation, patient, doctor.name if doctor else None, evidence)
+
+    async def list_for(
+        self, actor: Actor, *, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[ConsultationRead]:
+        rows = await self.repo.list_visible(actor, status=status, limit=limit, offset=offset)
+        record(self.session, actor, "list", "consultation", None)
+        return [_to_read(c, p, doctor_name, []) for c, p, doctor_name in rows]
+
+    async def queue(self, actor: Actor, limit: int = 50) -> list[QueueItem]:
+        """The centre's waiting consultations, oldest first, for its doctors."""
+        doctor = self._require_doctor(actor)
+        rows = await self.repo.queue(doctor, utcnow(), limit)
+        today = date.today()
+        record(self.session, actor, "list", "queue", doctor)
+        return [
+            QueueItem(
+                id=c.id,
+                centre_id=c.centre_id,
+                clinic_id=c.clinic_id,
+                patient_initial=p.name[:1] + "*",
+                patient_sex=p.sex,
+                patient_age=age_on(p.birth_date, today),
+                complaint=c.complaint,
+                prior_diagnosis=c.prior_diagnosis,
+                created_at=c.created_at,
+                expires_at=c.expires_at,
+                evidence_count=n,
+            )
+            for c, p, n in rows
+        ]
+
+    def _require_doctor(self, actor: Actor) -> int:
+        """The doctor's centre id; refuses non-doctors."""
+        if not actor.is_doctor or actor.doctor_centre_id is None:
+            raise Forbidden("only doctors do this", code="not_a_doctor")
+        return actor.doctor_centre_id
+
+    # --- the doctor's side ------------------------------------------------------------------
+    async def accept(self, actor: Actor, consultation_id: int) -> Consultation:
+        """Take a consultation from the centre queue, or one the patient addressed to me."""
+        centre_id = self._require_doctor(actor)
+        if not actor.doctor_verified:
+            raise Forbidden(
+                "your licence has not been verified by an administrator yet",
+                code="doctor_not_verified",
+            )
+        assert actor.doctor_id is not None
+        consultation = await self.repo.visible(actor, consultation_id) or await self.repo.in_queue_of(
+            centre_id, consultation_id
+        )
+        if consultation is None:
+            raise _not_found()
+        if await self._expire_if_due(consultation):
+            raise Conflict("the consultation expired before anyone accepted it", code="consultation_expired")
+        if consultation.status != Status.REQUESTED:
+            raise Conflict(f"the consultation is {consultation.status}", code="invalid_state")
+        doctor = await self.directory.doctor(actor.doctor_id)
+        assert doctor is not None
+        if await self.repo.active_count(doctor.id) >= doctor.max_concurrent:
+            raise Conflict(
+                f"you already have {doctor.max_concurrent} active consultations",
+                code="doctor_at_capacity",
+            )
+        now = utcnow()
+        if not await self.repo.claim(consultation.id, doctor.id, now):
+            raise Conflict("another doctor accepted this consultation", code="already_accepted")
+        await self.session.refresh(consultation)
+        await self._event(consultation, f"accepted by {doctor.name}")
+        record(
+            self.session,
+            actor,
+            "accept",
+            "consultation",
+            consultation.id,
+            patient_id=consultation.patient_id,
+        )
+        return consultation
+
+    async def diagnose(self, actor: Actor, consultation_id: int, data: DiagnosisIn) -> Consultation:
+        """Record the doctor's diagnosis (ICD-10) and, optionally, a summary."""
+        consultation = await self._mine_as_doctor(actor, consultation_id, CHATTING_STATUSES)
+        consultation.diagnosis_code = data.code
+        consultation.diagnosis_text = data.text
+        if data.summary is not None:
+            consultation.summary = data.summary
+        await self._event(consultation, f"diagnosis {data.code} {data.text}")
+        record(
+            self.session,
+            actor,
+            "diagnose",
+            "consultation",
+            consultation.id,
+            patient_id=consultation.patient_id,
+        )
+        return consultation
+
+    async def complete(self, actor: Actor, consultation_id: int, summary: str) -> Consultation:
+        """Close a consultation once the doctor has answered personally and diagnosed."""
+        consultation = await self._mine_as_doctor(actor, consultation_id, CHATTING_STATUSES)
+        if not consultation.diagnosis_code:
+            raise Unprocessable("record a diagnosis before completing", code="diagnosis_required")
+        if not await self.repo.has_doctor_message(consultation.id):
+            raise Unprocessable(
+                "answer the patient at least once before completing", code="doctor_reply_required"
+            )
+        consultation.summary = summary
+        consultation.status = Status.COMPLETED
+        consultation.ended_at = utcnow()
+        await self._event(consultation, "completed")
+        record(
+            self.session,
+            actor,
+            "complete",
+            "consultation",
+            consultation.id,
+            patient_id=consultation.patient_id,
+        )
+        return consultation
+
+    async def terminate(self, actor: Actor, consultation_id: int, data: TerminateIn) -> Consultation:
+        """End online care and refer the patient to a physical hospital."""
+        consultation = await self._mine_as_doctor(actor, consultation_id, CHATTING_STATUSES)
+        consultation.status = Status.TERMINATED
+        consultation.ended_at = utcnow()
+        consultation.end_reason = data.reason
+        consultation.referral_to = data.referral_to
+        await self._event(consultation, f"terminated and referred to {data.referral_to}: {data.reason}")
+        record(
+            self.session,
+            actor,
+            "terminate",
+            "consultation",
+            consultation.id,
+            patient_id=consultation.patient_id,
+        )
+        return consultation
+
+    async def _mine_as_doctor(
+        self, actor: Actor, consultation_id: int, statuses: frozenset[Status]
+    ) -> Consultation:
+        self._require_doctor(actor)
+        consultation = await self.repo.visible(actor, consultation_id, lock=True)
+        if consultation is None:
+            raise _not_found()
+        if consultation.status not in statuses:
+            raise Conflict(f"the consultation is {consultation.status}", code="invalid_state")
+        return consultation
+
+    # --- the patient's side -----------------------------------------------------------------
+    async def cancel(self, actor: Actor, consultation_id: int, reason: str) -> Consultation:
+        """The patient withdraws a consultation no doctor has answered yet."""
+        if not actor.is_patient:
+            raise _not_found()
+        consultation = await self.repo.visible(actor, consultation_id, lock=True)
+        if consultation is None:
+            raise _not_found()
+        if consultation.status not in (Status.REQUESTED, Status.ACCEPTED):
+            raise Conflict(
+                f"a consultation that is {consultation.status} cannot be cancelled",
+                code="invalid_state",
+            )
+        consultation.status = Status.CANCELLED
+        consultation.ended_at = utcnow()
+        consultation.end_reason = reason or "cancelled by the patient"
+        await self._event(consultation, "cancelled by the patient")
+        record(
+            self.session,
+            actor,
+            "cancel",
+            "consultation",
+            consultation.id,
+            patient_id=consultation.patient_id,
+        )
+        return consultation
+
+    # --- messages ---------------------------------------------------------------------------
+    async def post_message(self, actor: Actor, consultation_id: int, data: MessageCreate) -> Message:
+        """Append a message (text and/or an image) to an open consultation."""
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        allowed = CHATTING_STATUSES if actor.is_doctor else OPEN_STATUSES
+        if consultation.status not in allowed:
+            raise Conflict(f"the consultation is {consultation.status}", code="consultation_closed")
+        if not data.body and data.attachment_id is None:
+            raise Unprocessable("a message needs text or an image", code="empty_message")
+        kind = "text"
+        if data.attachment_id is not None:
+            uploads = await self.repo.uploads_of(actor.account_id, [data.attachment_id])
+            if not uploads or not uploads[0].content_type.startswith("image/"):
+                raise Unprocessable("unknown or already used image upload", code="attachment_not_found")
+            uploads[0].consultation_id = consultation.id
+            uploads[0].purpose = "message"
+            kind = "image"
+        if actor.is_doctor and consultation.status == Status.ACCEPTED:
+            consultation.status = Status.IN_PROGRESS
+            consultation.started_at = utcnow()
+        message = Message(
+            consultation_id=consultation.id,
+            seq=await self.repo.next_seq(consultation.id),
+            sender_id=actor.account_id,
+            sender_role=str(actor.role),
+            kind=kind,
+            body=data.body,
+            attachment_id=data.attachment_id,
+        )
+        self.repo.add(message)
+        await self.session.flush()
+        record(self.session, actor, "create", "message", message.id, patient_id=consultation.patient_id)
+        return message
+
+    async def messages(
+        self, actor: Actor, consultation_id: int, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Message]:
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        found = list(await self.repo.messages(consultation.id, after_seq, limit))
+        record(
+            self.session,
+            actor,
+            "list",
+            "message",
+            consultation.id,
+            patient_id=consultation.patient_id,
+        )
+        return found
+
+    async def _event(self, consultation: Consultation, text: str) -> None:
+        """A system line in the chat, so both sides see each change of state in order."""
+        self.repo.add(
+            Message(
+                consultation_id=consultation.id,
+                seq=await self.repo.next_seq(consultation.id),
+                sender_id=None,
+                sender_role="system",
+                kind="event",
+                body=text,
+            )
+        )
+
+    async def _expire_if_due(self, consultation: Consultation) -> bool:
+        if consultation.status == Status.REQUESTED and consultation.expires_at <= utcnow():
+            consultation.status = Status.EXPIRED
+            consultation.ended_at = utcnow()
+            consultation.end_reason = "no doctor accepted in time"
+            return True
+        return False
+
+    async def expire_due(self) -> int:
+        """Expire every requested consultation past its deadline (run periodically)."""
+        return len(await self.repo.expire_due(utcnow()))
+
+
+def _to_read(
+    c: Consultation, p: Patient, doctor_name: str | None, evidence: Sequence[Attachment]
+) -> ConsultationRead:
+    return ConsultationRead(
+        id=c.id,
+        status=c.status,
+        patient=PatientBrief(id=p.id, name=p.name, sex=p.sex, age=age_on(p.birth_date, date.today())),
+        centre_id=c.centre_id,
+        clinic_id=c.clinic_id,
+        doctor_id=c.doctor_id,
+        doctor_name=doctor_name,
+        complaint=c.complaint,
+        prior_diagnosis=c.prior_diagnosis,
+        prior_institution=c.prior_institution,
+        price_cents=c.price_cents,
+        created_at=c.created_at,
+        expires_at=c.expires_at,
+        accepted_at=c.accepted_at,
+        started_at=c.started_at,
+        ended_at=c.ended_at,
+        end_reason=c.end_reason,
+        referral_to=c.referral_to,
+        diagnosis_code=c.diagnosis_code,
+        diagnosis_text=c.diagnosis_text,
+        summary=c.summary,
+        last_seq=c.last_seq,
+        evidence=[AttachmentRead.model_validate(a) for a in evidence],
+    )

@@ -1,0 +1,75 @@
+"""Domain errors carry their HTTP status and a machine-readable code; one handler renders them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error the service layer raises on purpose."""
+
+    status_code = 400
+    code = "bad_request"
+    # True when what the request wrote before failing must still be committed (e.g. the
+    # record of a failed sign-in); the request boundary commits instead of rolling back.
+    keep_writes = False
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(DomainError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthenticated(DomainError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    """Also what a caller sees for a resource that exists but is not theirs."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(DomainError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Unprocessable(DomainError):
+    status_code = 422
+    code = "unprocessable"
+
+
+class TooManyRequests(DomainError):
+    status_code = 429
+    code = "too_many_requests"

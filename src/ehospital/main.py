@@ -1,0 +1,214 @@
+"""create_app(): middleware, error handlers, routers, web pages and background work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ehospital import __version__
+from ehospital.audit.router import router as audit_router
+from ehospital.audit.service import seal
+from ehospital.auth.router import router as auth_router
+from ehospital.config import Settings, get_settings
+from ehospital.consultations.router import router as consultations_router
+from ehospital.consultations.service import ConsultationService
+from ehospital.db import create_engine, create_sessionmaker, session_scope
+from ehospital.deps import Runtime
+from ehospital.directory.router import router as directory_router
+from ehospital.kit.errors import DomainError
+from ehospital.kit.storage import LocalFileStore
+from ehospital.patients.router import router as patients_router
+
+log = logging.getLogger("ehospital")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (or keep a sane X-Request-ID) and echo it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": jsonable_encoder(body)}, status_code=status, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Echo where and why, never the input itself (it may be large or sensitive).
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+
+
+def install_error_handlers(
+    app: FastAPI,
+    is_web: Callable[[Request], bool],
+    render_web_error: Callable[[Request, int, str, str], Awaitable[Response]],
+) -> None:
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        if is_web(request):
+            return await render_web_error(request, exc.status_code, exc.code, exc.message)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code == 429 and "retry_after_seconds" in exc.details:
+            headers = {"Retry-After": str(exc.details["retry_after_seconds"])}
+        return error_response(exc.status_code, exc.code, exc.message, exc.details or None, headers)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = _validation_details(exc)
+        if any(d["type"] == "json_invalid" for d in details):
+            return error_response(400, "malformed_json", "the request body is not valid JSON", details)
+        if is_web(request):
+            return await render_web_error(
+                request, 422, "validation_error", "; ".join(d["msg"] for d in details)
+            )
+        return error_response(422, "validation_error", "the request does not match the schema", details)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if is_web(request):
+            return await render_web_error(request, exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "something went wrong on our side")
+
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # keep the loop alive; a failed round is retried next time
+            log.warning("background job %s failed", name, exc_info=True)
+
+
+def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
+    """The ASGI application. `background=False` leaves out the periodic jobs (tests)."""
+    settings = settings or get_settings()
+    from ehospital.web.router import is_web_request, render_error_page
+    from ehospital.web.router import router as web_router
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not hasattr(app.state, "runtime"):
+            engine = create_engine(settings)
+            app.state.runtime = Runtime(
+                settings=settings,
+                engine=engine,
+                sessionmaker=create_sessionmaker(engine),
+                files=LocalFileStore(settings.upload_dir),
+            )
+        runtime: Runtime = app.state.runtime
+        tasks: list[asyncio.Task[None]] = []
+        if background:
+            tasks.append(
+                asyncio.create_task(_every(settings.audit_seal_seconds, lambda: _seal(runtime), "audit-seal"))
+            )
+            tasks.append(asyncio.create_task(_every(30.0, lambda: _expire(runtime), "expire")))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):
+                await _seal(runtime)
+            await runtime.engine.dispose()
+
+    app = FastAPI(
+        title="ehospital",
+        version=__version__,
+        summary="Internet hospital: follow-up consultations with doctors of specialised centres.",
+        lifespan=lifespan,
+        responses={
+            400: {"description": "Malformed request"},
+            401: {"description": "Not signed in"},
+            404: {"description": "Not found, or not yours"},
+            422: {"description": "Invalid input"},
+        },
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app, is_web_request, render_error_page)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> Response:
+        """200 when the database answers."""
+        runtime: Runtime = request.app.state.runtime
+        try:
+            async with runtime.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    for router in (
+        auth_router,
+        patients_router,
+        directory_router,
+        consultations_router,
+        audit_router,
+        web_router,
+    ):
+        app.include_router(router)
+    from ehospital.web.router import mount_static
+
+    mount_static(app)
+    return app
+
+
+async def _seal(runtime: Runtime) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        await seal(session)
+
+
+async def _expire(runtime: Runtime) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        await ConsultationService(session, runtime.settings, runtime.files).expire_due()

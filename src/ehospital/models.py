@@ -1,0 +1,26 @@
+"""Every table, imported in one place so metadata is complete (Alembic, tests)."""
+
+from ehospital.audit.models import AuditEvent
+from ehospital.auth.models import AccessToken, Account, LoginAttempt
+from ehospital.consultations.models import Attachment, Consultation, Message
+from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, Pharmacist, RosterSlot
+from ehospital.kit.models import Base
+from ehospital.patients.models import Patient
+
+__all__ = [
+    "AccessToken",
+    "Account",
+    "Attachment",
+    "AuditEvent",
+    "Base",
+    "Centre",
+    "Clinic",
+    "Consultation",
+    "Doctor",
+    "LoginAttempt",
+    "Message",
+    "Organisation",
+    "Patient",
+    "Pharmacist",
+    "RosterSlot",
+]
