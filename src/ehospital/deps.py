@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ehospital.audit.service import record
 from ehospital.auth.models import Role
 from ehospital.auth.service import AuthService
 from ehospital.config import Settings
@@ -36,7 +37,17 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+def record_denial(session: AsyncSession, request: Request, exc: DomainError) -> bool:
+    """Audit a refused request of a signed-in caller (after its own writes were rolled back)."""
+    actor: Actor | None = getattr(request.state, "actor", None)
+    if actor is None or exc.status_code not in (403, 404):
+        return False
+    target = f"{request.method} {request.url.path}"[:64]
+    record(session, actor, "denied", "request", target, outcome=exc.code[:48])
+    return True
+
+
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """One transaction per request: commit on success, roll back on error."""
     async with runtime.sessionmaker() as session:
         try:
@@ -46,6 +57,8 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
                 await session.commit()
             else:
                 await session.rollback()
+                if record_denial(session, request, exc):
+                    await session.commit()
             raise
         except BaseException:
             await session.rollback()
@@ -84,6 +97,7 @@ async def get_actor(
     )
     if actor is None:
         raise Unauthenticated("the token is invalid, expired or revoked", code="invalid_token")
+    request.state.actor = actor
     return actor
 
 

@@ -62,9 +62,11 @@ class AuthService:
         self.repo.add(LoginAttempt(username=username, address=address, at=now, success=ok))
         if account is None or not ok or not account.is_active:
             raise LoginFailed("wrong username or password")
-        return self._issue(account, kind=kind, address=address, now=now)
+        return self.issue(account, kind=kind, address=address, now=now)
 
-    def _issue(self, account: Account, *, kind: str, address: str, now: datetime) -> IssuedToken:
+    def issue(self, account: Account, *, kind: str, address: str, now: datetime | None = None) -> IssuedToken:
+        """Create a bearer token or web session for an account already authenticated."""
+        now = now or utcnow()
         if kind == "session":
             token = SESSION_PREFIX + secrets.token_urlsafe(32)
             expires = now + timedelta(hours=self.settings.session_hours)

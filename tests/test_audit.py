@@ -1,0 +1,90 @@
+"""The audit trail records every access to patient data and detects tampering."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.audit.models import AuditEvent
+from ehospital.audit.service import seal, verify
+from tests.personas import World, accepted_consultation
+
+
+async def test_reads_and_writes_of_patient_data_are_recorded(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    c = await accepted_consultation(client, world)
+    patient_id = world.alice.family[0].id
+    r = await client.get(
+        f"/api/v1/patients/{patient_id}", headers={**world.dr_dia.headers, "X-Request-ID": "req-42"}
+    )
+    assert r.headers["x-request-id"] == "req-42"
+    rows = (await session.scalars(select(AuditEvent).where(AuditEvent.patient_id == patient_id))).all()
+    actions = {(e.actor_role, e.action, e.resource_type) for e in rows}
+    assert ("patient", "create", "consultation") in actions
+    assert ("doctor", "accept", "consultation") in actions
+    assert ("doctor", "read", "patient") in actions
+    read = next(e for e in rows if e.action == "read" and e.resource_type == "patient")
+    assert read.actor_id == world.dr_dia.account.id
+    assert read.address == "203.0.113.7"
+    assert read.request_id == "req-42"
+    assert read.resource_id == str(patient_id)
+    assert c["id"]
+
+
+async def test_a_refused_look_is_recorded_as_denied(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    patient_id = world.alice.family[0].id
+    assert (await client.get(f"/api/v1/patients/{patient_id}", headers=world.bob.headers)).status_code == 404
+    rows = (
+        await session.scalars(select(AuditEvent).where(AuditEvent.actor_id == world.bob.account.id))
+    ).all()
+    assert [(e.action, e.outcome, e.resource_id) for e in rows] == [
+        ("denied", "patient_not_found", f"GET /api/v1/patients/{patient_id}")
+    ]
+    assert all(e.action != "read" for e in rows)
+
+
+async def test_chain_verifies_then_detects_a_changed_row(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    await accepted_consultation(client, world)
+    sealed = await seal(session)
+    assert sealed > 0
+    report = await verify(session)
+    assert report.ok and report.unsealed == 0 and report.sealed >= sealed
+    victim = await session.scalar(select(AuditEvent).where(AuditEvent.action == "accept"))
+    assert victim is not None and victim.seq is not None
+    await session.execute(update(AuditEvent).where(AuditEvent.id == victim.id).values(action="read"))
+    session.expunge_all()
+    report = await verify(session)
+    assert not report.ok
+    assert report.broken_at_seq == victim.seq and report.broken_event_id == victim.id
+    assert report.problem == "the row was changed after it was sealed"
+
+
+async def test_chain_detects_a_removed_row(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    await accepted_consultation(client, world)
+    await seal(session)
+    head = await session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))
+    assert head is not None and head >= 3
+    await session.execute(delete(AuditEvent).where(AuditEvent.seq == 2))
+    session.expunge_all()
+    report = await verify(session)
+    assert not report.ok and report.broken_at_seq == 2
+    assert report.problem == "row 2 of the chain is missing"
+
+
+async def test_rows_added_later_extend_the_chain(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    await accepted_consultation(client, world)
+    first = await seal(session)
+    await client.get("/api/v1/patients", headers=world.alice.headers)
+    second = await seal(session)
+    assert first > 0 and second == 1
+    assert (await verify(session)).ok
