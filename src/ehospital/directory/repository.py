@@ -75,3 +75,4 @@ class DirectoryRepository:
     async def replace_roster(self, doctor_id: int, slots: Sequence[RosterSlot]) -> None:
         await self.session.execute(delete(RosterSlot).where(RosterSlot.doctor_id == doctor_id))
         self.session.add_all(slots)
+        await self.session.flush()
