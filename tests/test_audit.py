@@ -30,7 +30,19 @@ async def test_reads_and_writes_of_patient_data_are_recorded(
     assert read.address == "203.0.113.7"
     assert read.request_id == "req-42"
     assert read.resource_id == str(patient_id)
-    assert c["id"]
+    # Chat messages are audited too (on PostgreSQL in the same statement that stores them).
+    sent = await client.post(
+        f"/api/v1/consultations/{c['id']}/messages", headers=world.alice.headers, json={"body": "my sugar"}
+    )
+    message = await session.scalar(
+        select(AuditEvent).where(AuditEvent.resource_type == "message", AuditEvent.action == "create")
+    )
+    assert message is not None
+    assert (message.resource_id, message.patient_id, message.actor_id) == (
+        str(sent.json()["id"]),
+        patient_id,
+        world.alice.account.id,
+    )
 
 
 async def test_a_refused_look_is_recorded_as_denied(

@@ -43,9 +43,11 @@ def test_demo_seeds_once_and_prints_accounts(tmp_path: Path) -> None:
             "SELECT count(*) FROM clinics JOIN centres ON centres.id = clinics.centre_id WHERE centres.code = 'skin'"
         ).fetchone()[0]
         pharmacies = db.execute("SELECT count(*) FROM organisations WHERE kind = 'pharmacy'").fetchone()[0]
-        doctors = dict(db.execute(
-            "SELECT centres.code, count(*) FROM doctors JOIN centres ON centres.id = doctors.centre_id GROUP BY 1"
-        ).fetchall())
+        doctors = dict(
+            db.execute(
+                "SELECT centres.code, count(*) FROM doctors JOIN centres ON centres.id = doctors.centre_id GROUP BY 1"
+            ).fetchall()
+        )
     assert {"diabetes", "senior", "rare", "kidney", "respiratory", "cardiology", "skin"} <= codes
     assert clinics == 7 and pharmacies == 2
     assert all(n >= 2 for n in doctors.values())
@@ -56,8 +58,11 @@ def test_serve_answers_healthz_and_docs(tmp_path: Path) -> None:
     env = {**os.environ, "EHOSPITAL_DATA_DIR": str(tmp_path)}
     env.pop("EHOSPITAL_DATABASE_URL", None)
     server = subprocess.Popen(
-        [EHOSPITAL, "serve", "--port", str(port), "--no-access-log"], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [EHOSPITAL, "serve", "--port", str(port), "--no-access-log"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -22,13 +22,18 @@ async def test_admin_manages_centres_and_clinics(client: httpx.AsyncClient, worl
     again = await client.post("/api/v1/centres", headers=world.admin.headers, json=body)
     assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_code"
     r = await client.post(
-        f"/api/v1/centres/{centre_id}/clinics", headers=world.admin.headers,
+        f"/api/v1/centres/{centre_id}/clinics",
+        headers=world.admin.headers,
         json={"code": "ckd", "name_en": "CKD", "name_zh": "慢性肾病"},
     )
     assert r.status_code == 201
-    r = await client.patch(f"/api/v1/clinics/{r.json()['id']}", headers=world.admin.headers, json={"is_active": False})
+    r = await client.patch(
+        f"/api/v1/clinics/{r.json()['id']}", headers=world.admin.headers, json={"is_active": False}
+    )
     assert r.json()["is_active"] is False
-    r = await client.patch(f"/api/v1/centres/{centre_id}", headers=world.admin.headers, json={"is_active": False})
+    r = await client.patch(
+        f"/api/v1/centres/{centre_id}", headers=world.admin.headers, json={"is_active": False}
+    )
     assert r.status_code == 200
     assert "t-kidney" not in [c["code"] for c in (await client.get("/api/v1/centres")).json()]
 
@@ -57,14 +62,21 @@ async def test_doctors_of_a_centre_with_roster(client: httpx.AsyncClient, world:
 
 async def test_roster_rules(client: httpx.AsyncClient, world: World) -> None:
     doctor_id = world.dr_dia.doctor.id  # type: ignore[union-attr]
-    overlapping = [{"weekday": 1, "starts": "08:00", "ends": "12:00"}, {"weekday": 1, "starts": "11:00", "ends": "13:00"}]
-    r = await client.put(f"/api/v1/doctors/{doctor_id}/roster", headers=world.dr_dia.headers, json=overlapping)
+    overlapping = [
+        {"weekday": 1, "starts": "08:00", "ends": "12:00"},
+        {"weekday": 1, "starts": "11:00", "ends": "13:00"},
+    ]
+    r = await client.put(
+        f"/api/v1/doctors/{doctor_id}/roster", headers=world.dr_dia.headers, json=overlapping
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "roster_overlap"
     backwards = [{"weekday": 1, "starts": "12:00", "ends": "08:00"}]
     r = await client.put(f"/api/v1/doctors/{doctor_id}/roster", headers=world.dr_dia.headers, json=backwards)
     assert r.status_code == 422
     good = [{"weekday": 2, "starts": "08:00", "ends": "12:00"}]
     # The centre's manager may set it; a colleague and another centre's doctor may not.
-    assert (await client.put(f"/api/v1/doctors/{doctor_id}/roster", headers=world.manager.headers, json=good)).status_code == 200
+    assert (
+        await client.put(f"/api/v1/doctors/{doctor_id}/roster", headers=world.manager.headers, json=good)
+    ).status_code == 200
     r = await client.put(f"/api/v1/doctors/{doctor_id}/roster", headers=world.dr_dia2.headers, json=good)
     assert r.status_code == 403 and r.json()["error"]["code"] == "roster_forbidden"

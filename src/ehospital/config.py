@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     # Bearer tokens for the API are short-lived; the web session lives a working day.
     access_token_minutes: int = 30
     session_hours: int = 12
+    # How long a process trusts a token it has checked before asking the database again
+    # (revocation through another process takes effect within this time; 0 disables).
+    token_cache_seconds: float = 5.0
     cookie_secure: bool = True
     # Failed sign-ins tolerated per window before further attempts are refused.
     login_window_minutes: int = 15

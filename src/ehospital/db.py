@@ -36,8 +36,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    # No pre-ping: it costs a round trip per request; stale connections are recycled instead.
     return create_async_engine(
-        url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_pre_ping=True
+        url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_recycle=1800
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,20 +30,30 @@ def record(
     outcome: str = "ok",
 ) -> None:
     """Add an audit row to the caller's transaction (it commits or rolls back with the data)."""
-    session.add(
-        AuditEvent(
-            at=utcnow(),
-            actor_id=actor.account_id or None,
-            actor_role=str(actor.role) if actor.account_id else "system",
-            action=action,
-            resource_type=resource_type,
-            resource_id=None if resource_id is None else str(resource_id),
-            patient_id=patient_id,
-            address=actor.address,
-            request_id=actor.request_id,
-            outcome=outcome,
-        )
-    )
+    session.add(AuditEvent(**audit_values(actor, action, resource_type, resource_id, patient_id, outcome)))
+
+
+def audit_values(
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    resource_id: int | str | None,
+    patient_id: int | None = None,
+    outcome: str = "ok",
+) -> dict[str, Any]:
+    """The columns of an unsealed audit row (for callers that insert it in their own statement)."""
+    return {
+        "at": utcnow(),
+        "actor_id": actor.account_id or None,
+        "actor_role": str(actor.role) if actor.account_id else "system",
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": None if resource_id is None else str(resource_id),
+        "patient_id": patient_id,
+        "address": actor.address,
+        "request_id": actor.request_id,
+        "outcome": outcome,
+    }
 
 
 async def recent(session: AsyncSession, patient_id: int | None, limit: int) -> list[AuditEvent]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +35,44 @@ class IssuedToken:
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+class PrincipalCache:
+    """Recently verified tokens of this process, so most requests skip the token query.
+
+    An entry lives `ttl` seconds at most (never past the token's expiry). Revoking through this
+    process evicts at once; another process notices within `ttl` (settings.token_cache_seconds).
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._entries: dict[bytes, tuple[Actor, float]] = {}
+        self.max_entries = max_entries
+
+    def get(self, digest: bytes) -> Actor | None:
+        found = self._entries.get(digest)
+        if found is None:
+            return None
+        if found[1] <= time.monotonic():
+            self._entries.pop(digest, None)
+            return None
+        return found[0]
+
+    def put(self, digest: bytes, actor: Actor, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[digest] = (actor, time.monotonic() + seconds)
+
+    def evict(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
+    def evict_account(self, account_id: int) -> None:
+        for digest in [d for d, (a, _) in self._entries.items() if a.account_id == account_id]:
+            self._entries.pop(digest, None)
+
+
+principals = PrincipalCache()
 
 
 class AuthService:
@@ -88,11 +128,15 @@ class AuthService:
     async def authenticate(self, token: str, *, address: str | None, request_id: str | None) -> Actor | None:
         """The Actor a token stands for, or None when it is unknown, expired or revoked."""
         digest = token_hash(token)
-        found = await self.repo.principal(digest, utcnow())
+        cached = principals.get(digest)
+        if cached is not None:
+            return dataclasses.replace(cached, address=address, request_id=request_id)
+        now = utcnow()
+        found = await self.repo.principal(digest, now)
         if found is None:
             return None
-        _, account, doctor = found
-        return Actor(
+        stored, account, doctor = found
+        actor = Actor(
             account_id=account.id,
             role=Role(account.role),
             username=account.username,
@@ -107,20 +151,27 @@ class AuthService:
             request_id=request_id,
             token_hash=digest,
         )
+        lifetime = (stored.expires_at - now).total_seconds()
+        principals.put(digest, actor, min(self.settings.token_cache_seconds, lifetime))
+        return actor
 
     async def logout(self, actor: Actor) -> None:
         """Revoke the token the request came with."""
         if actor.token_hash is not None:
+            principals.evict(actor.token_hash)
             await self.repo.revoke(actor.token_hash, actor.account_id, utcnow())
         record(self.session, actor, "logout", "account", actor.account_id)
 
     async def revoke(self, actor: Actor, token: str) -> None:
         """RFC 7009: revoke one of the caller's own tokens; unknown tokens are not an error."""
-        await self.repo.revoke(token_hash(token), actor.account_id, utcnow())
+        digest = token_hash(token)
+        if await self.repo.revoke(digest, actor.account_id, utcnow()):
+            principals.evict(digest)
         record(self.session, actor, "revoke_token", "account", actor.account_id)
 
     async def revoke_all(self, actor: Actor) -> int:
         """Sign the caller out everywhere."""
+        principals.evict_account(actor.account_id)
         count = await self.repo.revoke_all(actor.account_id, utcnow())
         record(self.session, actor, "revoke_all_tokens", "account", actor.account_id)
         return count

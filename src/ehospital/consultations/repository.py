@@ -5,9 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Text,
+    and_,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehospital.audit.models import AuditEvent
+from ehospital.audit.service import audit_values
 from ehospital.consultations.models import (
     CHATTING_STATUSES,
     Attachment,
@@ -17,18 +32,21 @@ from ehospital.consultations.models import (
 )
 from ehospital.directory.models import Doctor
 from ehospital.kit.context import Actor
-from ehospital.kit.models import one_or_none
+from ehospital.kit.models import BigId, UTCDateTime, one_or_none, utcnow
 from ehospital.patients.models import Patient
 
 
-def visible_consultations(actor: Actor) -> Select[tuple[Consultation]]:
-    """Consultations the actor may see in full: their family's, or those assigned to them."""
-    query = select(Consultation)
+def visibility(actor: Actor) -> ColumnElement[bool]:
+    """The rows of `consultations` an actor may see in full: their family's, or those assigned to them."""
     if actor.is_patient:
-        return query.where(Consultation.account_id == actor.account_id)
+        return Consultation.account_id == actor.account_id
     if actor.is_doctor:
-        return query.where(Consultation.doctor_id == actor.doctor_id)
-    return query.where(Consultation.id.is_(None))
+        return Consultation.doctor_id == actor.doctor_id
+    return Consultation.id.is_(None)
+
+
+def visible_consultations(actor: Actor) -> Select[tuple[Consultation]]:
+    return select(Consultation).where(visibility(actor))
 
 
 class ConsultationRepository:
@@ -136,6 +154,100 @@ class ConsultationRepository:
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def take_seq(
+        self, actor: Actor, consultation_id: int, statuses: frozenset[Status]
+    ) -> tuple[int, str, int] | None:
+        """Number the next message of a consultation the actor may write to, in one statement.
+
+        Returns (seq, status, patient_id), or None when it is not theirs or not in `statuses`.
+        """
+        row = (
+            await self.session.execute(
+                update(Consultation)
+                .where(
+                    Consultation.id == consultation_id,
+                    visibility(actor),
+                    Consultation.status.in_([str(s) for s in statuses]),
+                )
+                .values(last_seq=Consultation.last_seq + 1)
+                .returning(Consultation.last_seq, Consultation.status, Consultation.patient_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+    async def post_text_pg(
+        self, actor: Actor, consultation_id: int, statuses: frozenset[Status], body: str
+    ) -> tuple[Message, str] | None:
+        """PostgreSQL: number, store and audit a text message in ONE statement (the chat hot path).
+
+        Data-modifying CTEs: take the next seq where the actor may write, insert the message
+        with it, insert the audit row for it. Returns (message, status before) or None.
+        """
+        now = utcnow()
+        taken = (
+            update(Consultation)
+            .where(
+                Consultation.id == consultation_id,
+                visibility(actor),
+                Consultation.status.in_([str(s) for s in statuses]),
+            )
+            .values(last_seq=Consultation.last_seq + 1)
+            .returning(Consultation.last_seq, Consultation.status, Consultation.patient_id)
+            .cte("taken")
+        )
+        message_cols = ["consultation_id", "seq", "sender_id", "sender_role", "kind", "body", "created_at"]
+        stored = (
+            insert(Message)
+            .from_select(
+                message_cols,
+                select(
+                    literal(consultation_id, BigId),
+                    taken.c.last_seq,
+                    literal(actor.account_id, BigId),
+                    literal(str(actor.role)),
+                    literal("text"),
+                    literal(body, Text()),
+                    literal(now, UTCDateTime()),
+                ),
+            )
+            .returning(*Message.__table__.c)
+            .cte("stored")
+        )
+        audit = audit_values(actor, "create", "message", None)
+        audit_cols = [k for k in audit if k not in ("resource_id", "patient_id")]
+        audited = insert(AuditEvent).from_select(
+            [*audit_cols, "resource_id", "patient_id"],
+            select(
+                *(literal(audit[k], AuditEvent.__table__.c[k].type) for k in audit_cols),
+                cast(stored.c.id, String),
+                taken.c.patient_id,
+            ).select_from(stored.join(taken, literal(True))),
+        )
+        query = select(Message, taken.c.status).from_statement(
+            select(*stored.c, taken.c.status)
+            .select_from(stored.join(taken, literal(True)))
+            .add_cte(audited.cte("audited"))
+        )
+        row = (await self.session.execute(query)).first()
+        return None if row is None else (row[0], str(row[1]))
+
+    async def mark_started(self, consultation_id: int, now: datetime) -> None:
+        await self.session.execute(
+            update(Consultation)
+            .where(Consultation.id == consultation_id, Consultation.status == Status.ACCEPTED)
+            .values(status=Status.IN_PROGRESS, started_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def insert_message(self, **values: object) -> Message:
+        """INSERT … RETURNING the row (no unit-of-work round trip on the chat hot path)."""
+        message = await self.session.scalar(
+            insert(Message).values(created_at=utcnow(), **values).returning(Message)
+        )
+        assert message is not None
+        return message
 
     async def next_seq(self, consultation_id: int) -> int:
         """Hand out the next message number; the row lock orders concurrent senders."""

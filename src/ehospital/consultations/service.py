@@ -371,38 +371,50 @@ class ConsultationService:
     # --- messages ---------------------------------------------------------------------------
     async def post_message(self, actor: Actor, consultation_id: int, data: MessageCreate) -> Message:
         """Append a message (text and/or an image) to an open consultation."""
-        consultation = await self.repo.visible(actor, consultation_id)
-        if consultation is None:
-            raise _not_found()
-        allowed = CHATTING_STATUSES if actor.is_doctor else OPEN_STATUSES
-        if consultation.status not in allowed:
-            raise Conflict(f"the consultation is {consultation.status}", code="consultation_closed")
         if not data.body and data.attachment_id is None:
             raise Unprocessable("a message needs text or an image", code="empty_message")
+        allowed = CHATTING_STATUSES if actor.is_doctor else OPEN_STATUSES
+        if data.attachment_id is None and self.session.get_bind().dialect.name == "postgresql":
+            fast = await self.repo.post_text_pg(actor, consultation_id, allowed, data.body)
+            if fast is not None:
+                message, status = fast
+                if actor.is_doctor and status == Status.ACCEPTED:
+                    await self.repo.mark_started(consultation_id, utcnow())
+                return message
+            return await self._refuse_message(actor, consultation_id)
+        # Checks who may write, that it is open, and numbers the message: one statement.
+        taken = await self.repo.take_seq(actor, consultation_id, allowed)
+        if taken is None:
+            return await self._refuse_message(actor, consultation_id)
+        seq, status, patient_id = taken
         kind = "text"
         if data.attachment_id is not None:
             uploads = await self.repo.uploads_of(actor.account_id, [data.attachment_id])
             if not uploads or not uploads[0].content_type.startswith("image/"):
                 raise Unprocessable("unknown or already used image upload", code="attachment_not_found")
-            uploads[0].consultation_id = consultation.id
+            uploads[0].consultation_id = consultation_id
             uploads[0].purpose = "message"
             kind = "image"
-        if actor.is_doctor and consultation.status == Status.ACCEPTED:
-            consultation.status = Status.IN_PROGRESS
-            consultation.started_at = utcnow()
-        message = Message(
-            consultation_id=consultation.id,
-            seq=await self.repo.next_seq(consultation.id),
+        if actor.is_doctor and status == Status.ACCEPTED:
+            await self.repo.mark_started(consultation_id, utcnow())
+        message = await self.repo.insert_message(
+            consultation_id=consultation_id,
+            seq=seq,
             sender_id=actor.account_id,
             sender_role=str(actor.role),
             kind=kind,
             body=data.body,
             attachment_id=data.attachment_id,
         )
-        self.repo.add(message)
-        await self.session.flush()
-        record(self.session, actor, "create", "message", message.id, patient_id=consultation.patient_id)
+        record(self.session, actor, "create", "message", message.id, patient_id=patient_id)
         return message
+
+    async def _refuse_message(self, actor: Actor, consultation_id: int) -> Message:
+        """Why a message could not be added: not theirs (404) or not open (409)."""
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        raise Conflict(f"the consultation is {consultation.status}", code="consultation_closed")
 
     async def messages(
         self, actor: Actor, consultation_id: int, *, after_seq: int = 0, limit: int = 100
