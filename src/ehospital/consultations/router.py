@@ -80,8 +80,7 @@ async def open_consultation(
 ) -> ConsultationRead:
     """Ask for a follow-up consultation for a family member, with prior-diagnosis evidence."""
     service = _service(session, runtime)
-    consultation = await service.open(actor, data)
-    return await service.read(actor, consultation.id)
+    return await service.describe(await service.open(actor, data))
 
 
 @router.get("/consultations", response_model=list[ConsultationRead])
@@ -122,8 +121,7 @@ async def accept(
 ) -> ConsultationRead:
     """Accept a consultation of your centre's queue or one addressed to you (verified doctors)."""
     service = _service(session, runtime)
-    await service.accept(actor, consultation_id)
-    return await service.read(actor, consultation_id)
+    return await service.describe(await service.accept(actor, consultation_id))
 
 
 @router.post("/consultations/{consultation_id}/diagnosis", response_model=ConsultationRead)
@@ -136,8 +134,7 @@ async def diagnose(
 ) -> ConsultationRead:
     """Record the diagnosis (ICD-10 code and text)."""
     service = _service(session, runtime)
-    await service.diagnose(actor, consultation_id, data)
-    return await service.read(actor, consultation_id)
+    return await service.describe(await service.diagnose(actor, consultation_id, data))
 
 
 @router.post("/consultations/{consultation_id}/complete", response_model=ConsultationRead)
@@ -150,8 +147,7 @@ async def complete(
 ) -> ConsultationRead:
     """Complete the consultation with a summary (needs a diagnosis and a reply of yours)."""
     service = _service(session, runtime)
-    await service.complete(actor, consultation_id, data.summary)
-    return await service.read(actor, consultation_id)
+    return await service.describe(await service.complete(actor, consultation_id, data.summary))
 
 
 @router.post("/consultations/{consultation_id}/terminate", response_model=ConsultationRead)
@@ -164,8 +160,7 @@ async def terminate(
 ) -> ConsultationRead:
     """End online care and refer the patient to a physical hospital, with the reason."""
     service = _service(session, runtime)
-    await service.terminate(actor, consultation_id, data)
-    return await service.read(actor, consultation_id)
+    return await service.describe(await service.terminate(actor, consultation_id, data))
 
 
 @router.post("/consultations/{consultation_id}/cancel", response_model=ConsultationRead)
@@ -178,8 +173,7 @@ async def cancel(
 ) -> ConsultationRead:
     """Withdraw a consultation that no doctor has answered yet (patients)."""
     service = _service(session, runtime)
-    await service.cancel(actor, consultation_id, data.reason)
-    return await service.read(actor, consultation_id)
+    return await service.describe(await service.cancel(actor, consultation_id, data.reason))
 
 
 @router.get("/consultations/{consultation_id}/messages", response_model=list[MessageRead])

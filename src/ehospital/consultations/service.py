@@ -159,10 +159,7 @@ class ConsultationService:
 
     async def _price(self, data: ConsultationCreate) -> int:
         if data.doctor_id is None:
-            doctors = await self.directory.doctors(
-                centre_id=data.centre_id, clinic_id=None, verified_only=True
-            )
-            return min((d.price_cents for d in doctors), default=0)
+            return await self.directory.lowest_price(data.centre_id)
         doctor = await self.directory.doctor(data.doctor_id)
         if doctor is None or doctor.verified_at is None or doctor.centre_id != data.centre_id:
             raise Unprocessable("the doctor does not consult in this centre", code="doctor_not_in_centre")
@@ -187,7 +184,10 @@ class ConsultationService:
         return consultation
 
     async def read(self, actor: Actor, consultation_id: int) -> ConsultationRead:
-        consultation = await self.get(actor, consultation_id)
+        return await self.describe(await self.get(actor, consultation_id))
+
+    async def describe(self, consultation: Consultation) -> ConsultationRead:
+        """The full view of a consultation the caller was already allowed to act on."""
         patient = await self.session.get(Patient, consultation.patient_id)
         doctor = await self.directory.doctor(consultation.doctor_id) if consultation.doctor_id else None
         assert patient is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, Pharmacist, RosterSlot
@@ -56,6 +56,15 @@ class DirectoryRepository:
         if verified_only:
             query = query.where(Doctor.verified_at.is_not(None))
         return (await self.session.scalars(query)).all()
+
+    async def lowest_price(self, centre_id: int) -> int:
+        """What a queue consultation costs: the lowest price of the centre's verified doctors."""
+        price = await self.session.scalar(
+            select(func.min(Doctor.price_cents)).where(
+                Doctor.centre_id == centre_id, Doctor.verified_at.is_not(None)
+            )
+        )
+        return int(price or 0)
 
     async def doctor(self, doctor_id: int) -> Doctor | None:
         return await self.session.get(Doctor, doctor_id)
