@@ -32,7 +32,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url()
     if is_sqlite(url):
         ensure_sqlite_dir(url)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite has one writer at a time, and queueing in the pool (FIFO, no
+        # sleeping) gives far better tail latency than SQLite's busy handler backing off.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

@@ -1,0 +1,1 @@
+"""Browser tests: a real server driven through Debian's Chromium."""

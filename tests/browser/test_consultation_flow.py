@@ -1,0 +1,375 @@
+"""A patient and a doctor go through a follow-up consultation in Chromium, against a real server.
+
+The server is a subprocess (`ehospital demo`, then `ehospital serve`) on a fresh SQLite data
+directory; a screenshot of each main step lands in $EHOSPITAL_TEST_OUTPUT (default
+test-output/browser).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REPO = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TIMEOUT_MS = 15_000
+VIEWPORT: ViewportSize = {"width": 1280, "height": 860}
+
+
+def _unavailable(reason: str) -> None:
+    """No browser here: skip on a workstation, fail in CI (where it must be installed)."""
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_healthy(base: str, server: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the server exited with {server.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server did not become healthy in {seconds} s:\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="module")
+def output_dir() -> Path:
+    folder = Path(os.environ.get("EHOSPITAL_TEST_OUTPUT") or REPO / "test-output" / "browser")
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`ehospital demo` then `ehospital serve` on a free port; yields the base URL."""
+    _need_browser()  # no point starting a server nobody can browse
+    exe = Path(sys.executable).parent / "ehospital"
+    if not exe.exists():
+        found = shutil.which("ehospital")
+        assert found, "the ehospital command is not installed next to the interpreter"
+        exe = Path(found)
+    data = tmp_path_factory.mktemp("browser-data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EHOSPITAL_")}
+    env["EHOSPITAL_DATA_DIR"] = str(data)
+    seeded = subprocess.run([str(exe), "demo"], env=env, capture_output=True, text=True, timeout=180)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    port = _free_port()
+    log = data / "server.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc, log)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def evidence_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A JPEG that looks a little like a lab report."""
+    path = tmp_path_factory.mktemp("images") / "hba1c-report.jpg"
+    image = Image.new("RGB", (800, 600), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 800, 70), fill=(11, 122, 117))
+    draw.text((24, 24), "Huaxia Hospital - Laboratory report", fill="white")
+    for row, (name, value) in enumerate(
+        (("HbA1c", "8.1 %"), ("Fasting glucose", "9.2 mmol/L"), ("LDL-C", "2.9"))
+    ):
+        y = 120 + row * 50
+        draw.text((40, y), name, fill="black")
+        draw.text((420, y), value, fill="black")
+        draw.line((40, y + 30, 760, y + 30), fill=(220, 220, 220))
+    draw.text((40, 520), "Diagnosis: type 2 diabetes mellitus (E11.9)", fill="black")
+    image.save(path, "JPEG", quality=85)
+    return path
+
+
+@pytest.fixture(scope="module")
+def chat_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("chat") / "glucose-meter.png"
+    image = Image.new("RGB", (320, 240), (240, 248, 255))
+    ImageDraw.Draw(image).text((40, 100), "Glucose 8.6 mmol/L", fill="black")
+    image.save(path, "PNG")
+    return path
+
+
+def _need_browser() -> None:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        _unavailable("the playwright package is not installed")
+
+
+def _shooter(output_dir: Path, prefix: str) -> Any:
+    """shot(page, name): a full-page screenshot named <prefix>-<step>-<name>.png."""
+    steps = iter(range(1, 100))
+
+    def shot(page: Any, name: str) -> None:
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(output_dir / f"{prefix}-{next(steps):02d}-{name}.png"), full_page=True)
+
+    return shot
+
+
+def _sign_in(page: Any, server: str, username: str, password: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/")
+    expect(page).to_have_url(re.compile(r"/login"))
+    page.fill("#login-username", username)
+    page.fill("#login-password", password)
+    page.click("#login-form button[type=submit]")
+
+
+def test_follow_up_consultation_in_the_browser(
+    server: str, output_dir: Path, evidence_photo: Path, chat_photo: Path
+) -> None:
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    shot = _shooter(output_dir, "flow")
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            patient_ctx = browser.new_context(locale="zh-CN", viewport=VIEWPORT)
+            doctor_ctx = browser.new_context(locale="zh-CN", viewport=VIEWPORT)
+            patient_ctx.set_default_timeout(TIMEOUT_MS)
+            doctor_ctx.set_default_timeout(TIMEOUT_MS)
+            patient = patient_ctx.new_page()
+            doctor = doctor_ctx.new_page()
+
+            # --- the patient signs in (Chinese), then switches to English ---------------------------
+            patient.goto(f"{server}/patient")
+            expect(patient).to_have_url(re.compile(r"/login\?next=%2Fpatient$"))
+            expect(patient.locator("h1")).to_have_text("登录")
+            shot(patient, "patient-login-zh")
+            patient.fill("#login-username", "patient")
+            patient.fill("#login-password", "wrong-password")
+            patient.click("#login-form button[type=submit]")
+            expect(patient.locator(".flash.error")).to_contain_text("用户名或密码错误")
+            patient.fill("#login-password", "patient-demo-1")
+            patient.click("#login-form button[type=submit]")
+            expect(patient).to_have_url(f"{server}/patient")
+            expect(patient.locator("h1")).to_have_text("我的家庭成员")
+            session = [c for c in patient_ctx.cookies() if c["name"] == "ehospital_session"]
+            assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Lax", session
+            expect(patient.locator("#family")).to_contain_text("王强 Wang Qiang")
+            shot(patient, "patient-family-zh")
+            patient.click("a[data-lang=en]")
+            expect(patient.locator("h1")).to_have_text("My family")
+            expect(patient.locator("html")).to_have_attribute("lang", "en")
+            shot(patient, "patient-family-en")
+
+            # --- a first visit is refused with a clear message ----------------------------------------
+            patient.click(".mainnav >> text=Start a consultation")
+            expect(patient.locator("h1")).to_have_text("Start a follow-up consultation")
+            member = patient.locator("#new-patient_id option", has_text="Wang Qiang").get_attribute("value")
+            centre = patient.locator("#new-centre_id option", has_text="Diabetes Centre").get_attribute(
+                "value"
+            )
+            assert member and centre
+            patient.select_option("#new-patient_id", member)
+            patient.select_option("#new-centre_id", centre)
+            # Only the diabetes centre's doctors are offered once the centre is chosen (app.js).
+            expect(patient.locator("#new-doctor_id option", has_text="Lin Fang")).to_be_hidden()
+            patient.check("input[name=visit_type][value=first]")
+            patient.fill("#new-complaint", "Fasting glucose around 9 mmol/L for two weeks despite metformin.")
+            patient.fill("#new-prior_diagnosis", "Type 2 diabetes")
+            patient.fill("#new-prior_institution", "Huaxia Hospital of Beijing")
+            patient.set_input_files("#new-evidence", str(evidence_photo))
+            patient.click("#new-consultation button[type=submit]")
+            error = patient.locator(".flash.error")
+            expect(error).to_contain_text("only for follow-up visits")
+            expect(error).to_contain_text("first_visit_not_allowed")
+            expect(patient.locator("#new-complaint")).to_have_value(re.compile("Fasting glucose"))
+            shot(patient, "patient-first-visit-refused-en")
+
+            # --- the follow-up visit, with an evidence photo -------------------------------------------
+            patient.check("input[name=visit_type][value=follow_up]")
+            patient.set_input_files("#new-evidence", str(evidence_photo))
+            patient.click("#new-consultation button[type=submit]")
+            expect(patient).to_have_url(re.compile(r"/consultations/\d+"))
+            cid = re.search(r"/consultations/(\d+)", patient.url)
+            assert cid
+            consultation_id = cid.group(1)
+            expect(patient.locator(".flash.ok")).to_contain_text("Your consultation was submitted")
+            expect(patient.locator("h1 .badge")).to_have_text("Waiting for a doctor")
+            expect(patient.locator("#evidence img")).to_have_count(1)
+            patient.fill(
+                "#msg-body", "Hello doctor, my fasting glucose is still high. Should I change the dose?"
+            )
+            patient.click("#message-form button[type=submit]")
+            expect(patient.locator("#messages")).to_contain_text("Should I change the dose?")
+            shot(patient, "patient-consultation-requested-en")
+
+            # --- the doctor (Chinese) accepts from the queue -----------------------------------------
+            _sign_in(doctor, server, "dr.zhang", "doctor-demo-1")
+            expect(doctor).to_have_url(f"{server}/doctor")
+            expect(doctor.locator("h1")).to_have_text("待接诊问诊")
+            item = doctor.locator(f"article[data-consultation='{consultation_id}']")
+            expect(item).to_contain_text("Fasting glucose around 9 mmol/L")
+            shot(doctor, "doctor-queue-zh")
+            item.locator("button[type=submit]").click()
+            expect(doctor).to_have_url(re.compile(rf"/consultations/{consultation_id}"))
+            expect(doctor.locator("h1 .badge")).to_have_text("已接诊")
+            expect(doctor.locator("#messages")).to_contain_text("Should I change the dose?")
+            thumb = doctor.locator("#evidence img")
+            expect(thumb).to_have_count(1)
+            assert thumb.evaluate("img => img.complete && img.naturalWidth > 0"), (
+                "the evidence photo did not load"
+            )
+
+            # --- the doctor replies (with a photo); the patient's page shows it without a reload -------
+            doctor.fill("#msg-body", "请继续服用二甲双胍，每日两次，每次 500 mg，并每天监测空腹血糖。")
+            doctor.set_input_files("#msg-image", str(chat_photo))
+            doctor.click("#message-form button[type=submit]")
+            expect(doctor.locator("#messages")).to_contain_text("每天监测空腹血糖")
+            expect(doctor.locator("#messages img.chat-img")).to_have_count(1)
+            expect(patient.locator("#messages")).to_contain_text("每天监测空腹血糖")
+            expect(patient.locator("#messages img.chat-img")).to_have_count(1)
+            shot(patient, "patient-sees-reply-en")
+
+            # --- diagnosis and completion ------------------------------------------------------------
+            doctor.fill("#dx-code", "E11")
+            doctor.fill("#dx-text", "2型糖尿病")
+            doctor.fill("#dx-code", "11.9")
+            doctor.click("#diagnosis-form button[type=submit]")
+            expect(doctor.locator("#diagnosis-form .field-error")).to_contain_text("E11.9")
+            doctor.fill("#dx-code", "E11.9")
+            doctor.click("#diagnosis-form button[type=submit]")
+            expect(doctor.locator("#diagnosis")).to_contain_text("E11.9")
+            shot(doctor, "doctor-diagnosis-zh")
+            doctor.fill("#done-summary", "血糖控制欠佳，继续二甲双胍，两周后复诊并复查糖化血红蛋白。")
+            doctor.click("#complete-form button[type=submit]")
+            expect(doctor.locator("h1 .badge")).to_have_text("已完成")
+            expect(doctor.locator("#message-form")).to_have_count(0)
+            shot(doctor, "doctor-completed-zh")
+
+            # --- the patient sees the completed consultation --------------------------------------------
+            # The poller sees the state change and reloads the page; a reload would show it too.
+            expect(patient.locator("h1 .badge")).to_have_text("Completed")
+            expect(patient.locator("#diagnosis")).to_contain_text("E11.9")
+            expect(patient.locator("#summary")).to_contain_text("两周后复诊")
+            expect(patient.locator("#messages")).to_contain_text("The consultation was completed")
+            shot(patient, "patient-completed-en")
+            patient.click(".mainnav >> text=My consultations")
+            expect(patient.locator(f"tr[data-consultation='{consultation_id}'] .badge")).to_have_text(
+                "Completed"
+            )
+            shot(patient, "patient-consultations-en")
+
+            # --- signing out revokes the session ----------------------------------------------------
+            patient.click("form[action='/logout'] button")
+            expect(patient.locator(".flash.ok")).to_have_text("You have signed out.")
+            patient.goto(f"{server}/consultations/{consultation_id}")
+            expect(patient).to_have_url(re.compile(r"/login\?next="))
+        finally:
+            browser.close()
+
+
+def test_admin_verifies_a_waiting_doctor_in_the_browser(server: str, output_dir: Path) -> None:
+    """The unverified doctor sees why the queue is empty; the administrator verifies them."""
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    shot = _shooter(output_dir, "admin")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            waiting = browser.new_context(locale="zh-CN", viewport=VIEWPORT).new_page()
+            _sign_in(waiting, server, "dr.new", "doctor-demo-1")
+            expect(waiting.locator("#unverified")).to_contain_text("等待管理员审核")
+            expect(waiting.locator("#queue")).to_have_count(0)
+            shot(waiting, "unverified-doctor-zh")
+
+            admin = browser.new_context(locale="en-GB", viewport=VIEWPORT).new_page()
+            _sign_in(admin, server, "admin", "admin-demo-1")
+            expect(admin).to_have_url(f"{server}/admin")
+            expect(admin.locator("h1")).to_have_text("Doctor verification")
+            pending = admin.locator("#pending tr", has_text="Zhao Xin")
+            expect(pending).to_have_count(1)
+            shot(admin, "admin-doctors-en")
+            pending.locator("button[type=submit]").click()
+            expect(admin.locator(".flash.ok")).to_have_text("The doctor was verified.")
+            expect(admin.locator("#verified")).to_contain_text("Zhao Xin")
+
+            admin.click(".mainnav >> text=Centres & clinics")
+            expect(admin.locator("h1")).to_have_text("Centres and clinics")
+            admin.select_option("#centre-organisation_id", label="Huaxia Internet Hospital")
+            admin.fill("#centre-code", "Sleep Centre")  # not a valid code
+            admin.fill("#centre-name_zh", "睡眠医学中心")
+            admin.fill("#centre-name_en", "Sleep Medicine Centre")
+            admin.evaluate("document.querySelector('#centre-code').removeAttribute('pattern')")
+            admin.click("#add-centre button[type=submit]")
+            expect(admin.locator("#add-centre .field-error")).to_contain_text("lower-case letters")
+            admin.fill("#centre-code", "sleep")
+            admin.click("#add-centre button[type=submit]")
+            expect(admin.locator(".flash.ok")).to_have_text("The centre was added.")
+            admin.click("a[data-lang=zh]")
+            expect(admin.locator("#centres")).to_contain_text("睡眠医学中心")
+            shot(admin, "admin-centres-zh")
+
+            waiting.reload()
+            expect(waiting.locator("#unverified")).to_have_count(0)
+            expect(waiting.locator(".empty")).to_contain_text("目前没有等待接诊的问诊")
+        finally:
+            browser.close()
