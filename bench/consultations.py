@@ -343,14 +343,19 @@ def main() -> int:
     )
     parser.add_argument("--url", help="a running server (it must have the demo seeded); default: start one")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--workers", type=int, default=2, help="server processes when starting one")
+    parser.add_argument(
+        "--workers", type=int, help="server processes to start (default: 2 on PostgreSQL, 1 on SQLite)"
+    )
     parser.add_argument("--pool", type=int, default=10, help="PostgreSQL connections per process")
     parser.add_argument("--patients", type=int, default=40)
     parser.add_argument("--members", type=int, default=3, help="family members per patient account")
     parser.add_argument("--doctors", type=int, default=10)
     parser.add_argument("--messages", type=int, default=10000)
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     args = parser.parse_args()
+    if args.workers is None:
+        # SQLite has one writer: a second process only adds lock waits (docs/PERFORMANCE.md).
+        args.workers = 2 if args.db == "postgresql" else 1
     if args.url:
         result = asyncio.run(run_bench(args.url.rstrip("/"), args))
     else:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.models import AuditEvent
@@ -15,7 +15,7 @@ from ehospital.kit.context import Actor
 from ehospital.kit.models import utcnow
 
 GENESIS = "0" * 64
-_SEAL_BATCH = 2000
+_SEAL_BATCH = 500
 _PG_SEAL_LOCK = 0x65_48_41_55  # any constant: one sealer at a time across processes
 
 
@@ -64,8 +64,11 @@ async def recent(session: AsyncSession, patient_id: int | None, limit: int) -> l
     return list(await session.scalars(query))
 
 
-def event_hash(event: AuditEvent, seq: int, prev_hash: str) -> str:
-    """SHA-256 over a canonical JSON form of the row and the previous row's hash."""
+def event_hash(event: Any, seq: int, prev_hash: str) -> str:
+    """SHA-256 over a canonical JSON form of the row and the previous row's hash.
+
+    `event` is an AuditEvent or a row of the audit_events table (same attribute names).
+    """
     payload = [
         seq,
         event.id,
@@ -99,10 +102,18 @@ async def seal(session: AsyncSession) -> int:
     ).first()
     seq, prev = (head[0], head[1]) if head else (0, GENESIS)
     sealed = 0
+    table = cast(Table, AuditEvent.__table__)
+    # Core rows and an executemany UPDATE: the sealer runs inside the server's event loop, so
+    # it must stay cheap (no ORM objects for thousands of rows a second).
+    stamp = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"))
+    )
     while True:
         pending = (
-            await session.scalars(
-                select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(_SEAL_BATCH)
+            await session.execute(
+                select(table).where(table.c.seq.is_(None)).order_by(table.c.id).limit(_SEAL_BATCH)
             )
         ).all()
         if not pending:
@@ -111,10 +122,9 @@ async def seal(session: AsyncSession) -> int:
         for event in pending:
             seq += 1
             digest = event_hash(event, seq, prev)
-            rows.append({"id": event.id, "seq": seq, "prev_hash": prev, "hash": digest})
+            rows.append({"b_id": event.id, "b_seq": seq, "b_prev": prev, "b_hash": digest})
             prev = digest
-        await session.execute(update(AuditEvent), rows)
-        session.expunge_all()
+        await session.execute(stamp, rows)
         sealed += len(rows)
 
 

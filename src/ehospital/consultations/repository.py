@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
     Select,
     String,
     Text,
     and_,
+    bindparam,
     cast,
     func,
     insert,
-    literal,
+    literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +47,59 @@ def visibility(actor: Actor) -> ColumnElement[bool]:
     if actor.is_doctor:
         return Consultation.doctor_id == actor.doctor_id
     return Consultation.id.is_(None)
+
+
+@functools.lru_cache(maxsize=8)
+def _post_text_statement(by_doctor: bool, statuses: frozenset[Status]) -> Executable:
+    """Built once per variant (building it costs more than running it): data-modifying CTEs
+    take the next seq where the sender may write, insert the message with it, and insert the
+    audit row naming the new message."""
+    viewer = Consultation.doctor_id if by_doctor else Consultation.account_id
+    taken = (
+        update(Consultation)
+        .where(
+            Consultation.id == bindparam("p_consultation_id", type_=BigId),
+            viewer == bindparam("p_viewer", type_=BigId),
+            Consultation.status.in_(sorted(str(s) for s in statuses)),
+        )
+        .values(last_seq=Consultation.last_seq + literal_column("1"))
+        .returning(Consultation.last_seq, Consultation.status, Consultation.patient_id)
+        .cte("taken")
+    )
+    stored = (
+        insert(Message)
+        .from_select(
+            ["consultation_id", "seq", "sender_id", "sender_role", "kind", "body", "created_at"],
+            select(
+                bindparam("p_consultation_id", type_=BigId),
+                taken.c.last_seq,
+                bindparam("p_sender_id", type_=BigId),
+                bindparam("p_sender_role", type_=String()),
+                literal_column("'text'"),
+                bindparam("p_body", type_=Text()),
+                bindparam("p_created_at", type_=UTCDateTime()),
+            ),
+        )
+        .returning(*Message.__table__.c)
+        .cte("stored")
+    )
+    audit_cols = [c.name for c in AuditEvent.__table__.c if c.name not in _AUDIT_FILLED_LATER]
+    audited = insert(AuditEvent).from_select(
+        [*audit_cols, "resource_id", "patient_id"],
+        select(
+            *(bindparam(f"audit_{name}", type_=AuditEvent.__table__.c[name].type) for name in audit_cols),
+            cast(stored.c.id, String),
+            taken.c.patient_id,
+        ).select_from(stored.join(taken, true())),
+    )
+    return select(Message, taken.c.status).from_statement(
+        select(*stored.c, taken.c.status)
+        .select_from(stored.join(taken, true()))
+        .add_cte(audited.cte("audited"))
+    )
+
+
+_AUDIT_FILLED_LATER = frozenset({"id", "seq", "prev_hash", "hash", "resource_id", "patient_id"})
 
 
 def visible_consultations(actor: Actor) -> Select[tuple[Consultation]]:
@@ -182,55 +239,20 @@ class ConsultationRepository:
     ) -> tuple[Message, str] | None:
         """PostgreSQL: number, store and audit a text message in ONE statement (the chat hot path).
 
-        Data-modifying CTEs: take the next seq where the actor may write, insert the message
-        with it, insert the audit row for it. Returns (message, status before) or None.
+        Returns (message, status of the consultation) or None when the actor may not write.
         """
-        now = utcnow()
-        taken = (
-            update(Consultation)
-            .where(
-                Consultation.id == consultation_id,
-                visibility(actor),
-                Consultation.status.in_([str(s) for s in statuses]),
-            )
-            .values(last_seq=Consultation.last_seq + 1)
-            .returning(Consultation.last_seq, Consultation.status, Consultation.patient_id)
-            .cte("taken")
-        )
-        message_cols = ["consultation_id", "seq", "sender_id", "sender_role", "kind", "body", "created_at"]
-        stored = (
-            insert(Message)
-            .from_select(
-                message_cols,
-                select(
-                    literal(consultation_id, BigId),
-                    taken.c.last_seq,
-                    literal(actor.account_id, BigId),
-                    literal(str(actor.role)),
-                    literal("text"),
-                    literal(body, Text()),
-                    literal(now, UTCDateTime()),
-                ),
-            )
-            .returning(*Message.__table__.c)
-            .cte("stored")
-        )
-        audit = audit_values(actor, "create", "message", None)
-        audit_cols = [k for k in audit if k not in ("resource_id", "patient_id")]
-        audited = insert(AuditEvent).from_select(
-            [*audit_cols, "resource_id", "patient_id"],
-            select(
-                *(literal(audit[k], AuditEvent.__table__.c[k].type) for k in audit_cols),
-                cast(stored.c.id, String),
-                taken.c.patient_id,
-            ).select_from(stored.join(taken, literal(True))),
-        )
-        query = select(Message, taken.c.status).from_statement(
-            select(*stored.c, taken.c.status)
-            .select_from(stored.join(taken, literal(True)))
-            .add_cte(audited.cte("audited"))
-        )
-        row = (await self.session.execute(query)).first()
+        assert actor.is_patient or actor.is_doctor
+        statement = _post_text_statement(actor.is_doctor, statuses)
+        params = {
+            "p_consultation_id": consultation_id,
+            "p_viewer": actor.doctor_id if actor.is_doctor else actor.account_id,
+            "p_sender_id": actor.account_id,
+            "p_sender_role": str(actor.role),
+            "p_body": body,
+            "p_created_at": utcnow(),
+            **{f"audit_{k}": v for k, v in audit_values(actor, "create", "message", None).items()},
+        }
+        row = (await self.session.execute(statement, params)).first()
         return None if row is None else (row[0], str(row[1]))
 
     async def mark_started(self, consultation_id: int, now: datetime) -> None:
