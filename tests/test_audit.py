@@ -100,3 +100,23 @@ async def test_rows_added_later_extend_the_chain(
     second = await seal(session)
     assert first > 0 and second == 1
     assert (await verify(session)).ok
+
+
+async def test_an_empty_poll_is_not_a_read(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    c = await accepted_consultation(client, world)
+    url = f"/api/v1/consultations/{c['id']}/messages"
+
+    async def reads() -> int:
+        rows = await session.scalars(
+            select(AuditEvent).where(AuditEvent.resource_type == "message", AuditEvent.action == "list")
+        )
+        return len(rows.all())
+
+    assert (await client.get(url, headers=world.alice.headers)).json()
+    assert await reads() == 1
+    assert (await client.get(f"{url}?after_seq=99", headers=world.alice.headers)).json() == []
+    assert await reads() == 1
+    assert (await client.get(f"{url}?after_seq=0", headers=world.alice.headers)).status_code == 200
+    assert await reads() == 2

@@ -109,6 +109,8 @@ def install_error_handlers(
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        if is_web(request):
+            return await render_web_error(request, 500, "internal_error", "something went wrong on our side")
         return error_response(500, "internal_error", "something went wrong on our side")
 
     app.add_exception_handler(DomainError, domain_error)

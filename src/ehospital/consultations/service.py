@@ -423,14 +423,12 @@ class ConsultationService:
         if consultation is None:
             raise _not_found()
         found = list(await self.repo.messages(consultation.id, after_seq, limit))
-        record(
-            self.session,
-            actor,
-            "list",
-            "message",
-            consultation.id,
-            patient_id=consultation.patient_id,
-        )
+        # A poll that finds nothing new has read nothing: no audit row every few seconds for
+        # an open chat page. Every read that returns messages is recorded.
+        if found or after_seq == 0:
+            record(
+                self.session, actor, "list", "message", consultation.id, patient_id=consultation.patient_id
+            )
         return found
 
     async def _event(self, consultation: Consultation, text: str) -> None:
