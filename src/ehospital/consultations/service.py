@@ -154,7 +154,7 @@ class ConsultationService:
             upload.consultation_id = consultation.id
             upload.purpose = "evidence"
         await self.session.flush()
-        record(self.session, actor, "create", "consultation", consultation.id, patient_id=patient.id)
+        self._audit(actor, "create", consultation)
         return consultation
 
     async def _price(self, data: ConsultationCreate) -> int:
@@ -173,14 +173,7 @@ class ConsultationService:
         if consultation is None:
             raise _not_found()
         await self._expire_if_due(consultation)
-        record(
-            self.session,
-            actor,
-            "read",
-            "consultation",
-            consultation.id,
-            patient_id=consultation.patient_id,
-        )
+        self._audit(actor, "read", consultation)
         return consultation
 
     async def read(self, actor: Actor, consultation_id: int) -> ConsultationRead:
@@ -261,14 +254,7 @@ class ConsultationService:
             raise Conflict("another doctor accepted this consultation", code="already_accepted")
         await self.session.refresh(consultation)
         await self._event(consultation, f"accepted by {doctor.name}")
-        record(
-            self.session,
-            actor,
-            "accept",
-            "consultation",
-            consultation.id,
-            patient_id=consultation.patient_id,
-        )
+        self._audit(actor, "accept", consultation)
         return consultation
 
     async def diagnose(self, actor: Actor, consultation_id: int, data: DiagnosisIn) -> Consultation:
@@ -279,14 +265,7 @@ class ConsultationService:
         if data.summary is not None:
             consultation.summary = data.summary
         await self._event(consultation, f"diagnosis {data.code} {data.text}")
-        record(
-            self.session,
-            actor,
-            "diagnose",
-            "consultation",
-            consultation.id,
-            patient_id=consultation.patient_id,
-        )
+        self._audit(actor, "diagnose", consultation)
         return consultation
 
     async def complete(self, actor: Actor, consultation_id: int, summary: str) -> Consultation:
@@ -302,14 +281,7 @@ class ConsultationService:
         consultation.status = Status.COMPLETED
         consultation.ended_at = utcnow()
         await self._event(consultation, "completed")
-        record(
-            self.session,
-            actor,
-            "complete",
-            "consultation",
-            consultation.id,
-            patient_id=consultation.patient_id,
-        )
+        self._audit(actor, "complete", consultation)
         return consultation
 
     async def terminate(self, actor: Actor, consultation_id: int, data: TerminateIn) -> Consultation:
@@ -320,14 +292,7 @@ class ConsultationService:
         consultation.end_reason = data.reason
         consultation.referral_to = data.referral_to
         await self._event(consultation, f"terminated and referred to {data.referral_to}: {data.reason}")
-        record(
-            self.session,
-            actor,
-            "terminate",
-            "consultation",
-            consultation.id,
-            patient_id=consultation.patient_id,
-        )
+        self._audit(actor, "terminate", consultation)
         return consultation
 
     async def _mine_as_doctor(
@@ -358,14 +323,7 @@ class ConsultationService:
         consultation.ended_at = utcnow()
         consultation.end_reason = reason or "cancelled by the patient"
         await self._event(consultation, "cancelled by the patient")
-        record(
-            self.session,
-            actor,
-            "cancel",
-            "consultation",
-            consultation.id,
-            patient_id=consultation.patient_id,
-        )
+        self._audit(actor, "cancel", consultation)
         return consultation
 
     # --- messages ---------------------------------------------------------------------------
@@ -430,6 +388,11 @@ class ConsultationService:
                 self.session, actor, "list", "message", consultation.id, patient_id=consultation.patient_id
             )
         return found
+
+    def _audit(self, actor: Actor, action: str, consultation: Consultation) -> None:
+        record(
+            self.session, actor, action, "consultation", consultation.id, patient_id=consultation.patient_id
+        )
 
     async def _event(self, consultation: Consultation, text: str) -> None:
         """A system line in the chat, so both sides see each change of state in order."""
