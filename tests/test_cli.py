@@ -77,7 +77,11 @@ def test_serve_answers_healthz_and_docs(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "server did not become healthy"
             time.sleep(0.2)
         assert r.json()["status"] == "ok"
-        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs")
+        assert docs.status_code == 200
+        # Swagger UI is served from the installed package, not a CDN (hospital networks are closed).
+        assert "/docs/assets/swagger-ui-bundle.js" in docs.text and "cdn." not in docs.text
+        assert httpx.get(f"http://127.0.0.1:{port}/docs/assets/swagger-ui-bundle.js").status_code == 200
         spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
         assert "/api/v1/consultations" in spec["paths"]
     finally:

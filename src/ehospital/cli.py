@@ -63,9 +63,11 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print("Demo hospital " + ("seeded." if created else "already present (nothing changed)."))
     print(f"Sign in at http://{args.host}:{args.port}/ with one of these accounts:")
     width = max(len(a.username) for a in DEMO_ACCOUNTS)
+    pw_width = max(len(a.password) for a in DEMO_ACCOUNTS)
     for account in DEMO_ACCOUNTS:
         print(
-            f"  {account.role:<15} {account.username:<{width}}  password: {account.password}   {account.note}"
+            f"  {account.role:<15} {account.username:<{width}}  password: "
+            f"{account.password:<{pw_width}}  {account.note}"
         )
     return 0
 

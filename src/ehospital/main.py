@@ -166,6 +166,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             await runtime.engine.dispose()
 
     app = FastAPI(
+        docs_url=None,  # served below from local files: no CDN on an offline hospital network
+        redoc_url=None,
         title="ehospital",
         version=__version__,
         summary="Internet hospital: follow-up consultations with doctors of specialised centres.",
@@ -191,6 +193,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
 
+    install_docs(app)
     for router in (
         auth_router,
         patients_router,
@@ -204,6 +207,30 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
 
     mount_static(app)
     return app
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its JavaScript and CSS from the swagger-ui-bundle package."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> Response:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 async def _seal(runtime: Runtime) -> None:
