@@ -117,3 +117,27 @@ def test_audit_verify_reports_the_first_broken_link(tmp_path: Path) -> None:
 def test_bad_command_lines_exit_2_with_usage(args: list[str], tmp_path: Path) -> None:
     result = run(args, tmp_path)
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "code", "says"),
+    [
+        ({"EHOSPITAL_DATABASE_URL": "garbage"}, ["demo"], 2, "is not a database URL"),
+        (
+            {"EHOSPITAL_DATABASE_URL": "postgresql+asyncpg://u:secret@127.0.0.1:9/x"},
+            ["audit", "verify"],
+            1,
+            "cannot use the database postgresql+asyncpg://u:***@127.0.0.1:9/x",
+        ),
+        ({"EHOSPITAL_SESSION_HOURS": "many"}, ["demo"], 2, "invalid configuration"),
+        ({}, ["serve", "--port", "70000"], 2, "is not a TCP port"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(
+    tmp_path: Path, env: dict[str, str], args: list[str], code: int, says: str
+) -> None:
+    full_env = {**os.environ, "EHOSPITAL_DATA_DIR": str(tmp_path), **env}
+    result = subprocess.run([EHOSPITAL, *args], env=full_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == code
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr and "secret" not in result.stderr

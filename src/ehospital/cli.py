@@ -8,6 +8,10 @@ import json
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
 from ehospital.config import Settings, get_settings
 from ehospital.db import create_engine, create_sessionmaker, migrate, session_scope
 
@@ -107,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="migrate the database, then serve HTTP")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="server processes")
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -132,13 +136,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(value: str) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return port
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
     try:
+        settings = get_settings()
+        url = settings.resolved_database_url()
         code: int = args.func(args, settings)
     except KeyboardInterrupt:
         return 130
+    except ValidationError as exc:
+        print(f"ehospital: invalid configuration in the environment:\n{exc}", file=sys.stderr)
+        return 2
+    except ArgumentError as exc:
+        print(f"ehospital: EHOSPITAL_DATABASE_URL is not a database URL: {exc}", file=sys.stderr)
+        return 2
+    except (DBAPIError, OSError) as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        print(
+            f"ehospital: cannot use the database {_safe_url(url)} or data directory "
+            f"{settings.data_dir}: {reason}",
+            file=sys.stderr,
+        )
+        return 1
     return code
 
 
