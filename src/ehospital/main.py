@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 asyncio.create_task(_every(settings.audit_seal_seconds, lambda: _seal(runtime), "audit-seal"))
             )
             tasks.append(asyncio.create_task(_every(30.0, lambda: _expire(runtime), "expire")))
+            tasks.append(asyncio.create_task(_every(3600.0, lambda: _sweep(runtime), "upload-sweep")))
         try:
             yield
         finally:
@@ -236,6 +237,11 @@ def install_docs(app: FastAPI) -> None:
 async def _seal(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
         await seal(session)
+
+
+async def _sweep(runtime: Runtime) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        await ConsultationService(session, runtime.settings, runtime.files).sweep_uploads()
 
 
 async def _expire(runtime: Runtime) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    delete,
     func,
     insert,
     literal_column,
@@ -343,6 +344,26 @@ class ConsultationRepository:
             )
         ).first()
         return None if row is None else (row[0], row[1])
+
+    async def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these storage keys belong to an attachment row."""
+        found = await self.session.scalars(
+            select(Attachment.storage_key).where(Attachment.storage_key.in_(keys))
+        )
+        return set(found)
+
+    async def delete_unattached_before(self, before: datetime) -> list[str]:
+        """Forget uploads never attached to any consultation; returns their storage keys."""
+        stale = (
+            await self.session.execute(
+                select(Attachment.id, Attachment.storage_key).where(
+                    Attachment.consultation_id.is_(None), Attachment.created_at < before
+                )
+            )
+        ).all()
+        if stale:
+            await self.session.execute(delete(Attachment).where(Attachment.id.in_([row[0] for row in stale])))
+        return [row[1] for row in stale]
 
     async def expire_due(self, now: datetime) -> Sequence[int]:
         """Mark requested consultations past their deadline as expired; returns their ids."""

@@ -415,6 +415,25 @@ class ConsultationService:
             return True
         return False
 
+    async def sweep_uploads(self, max_age_hours: float = 24.0) -> tuple[int, int]:
+        """Remove what was uploaded but never became part of a record.
+
+        Uploads never attached to a consultation within `max_age_hours`, and files left on disk
+        by requests that failed after storing them. Attached files are clinical records and
+        are never removed. Returns (upload rows removed, files removed).
+        """
+        before = utcnow() - timedelta(hours=max_age_hours)
+        removed_rows = await self.repo.delete_unattached_before(before)
+        await self.session.flush()
+        orphans = list(self.files.keys_older_than(max_age_hours * 3600))
+        known: set[str] = set()
+        for start in range(0, len(orphans), 500):
+            known |= await self.repo.known_keys(orphans[start : start + 500])
+        doomed = set(removed_rows) | (set(orphans) - known)
+        for key in doomed:
+            self.files.delete(key)
+        return len(removed_rows), len(doomed)
+
     async def expire_due(self) -> int:
         """Expire every requested consultation past its deadline (run periodically)."""
         return len(await self.repo.expire_due(utcnow()))

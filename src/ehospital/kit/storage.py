@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -14,6 +16,14 @@ class FileStore(Protocol):
         ...
 
     def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None:
+        """Remove a file; a missing one is not an error."""
+        ...
+
+    def keys_older_than(self, seconds: float) -> Iterator[str]:
+        """Keys of files stored more than `seconds` ago."""
+        ...
 
 
 class LocalFileStore:
@@ -36,6 +46,22 @@ class LocalFileStore:
         return key
 
     def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def keys_older_than(self, seconds: float) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        cutoff = time.time() - seconds
+        for folder in self.root.iterdir():
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.suffix != ".tmp" and path.stat().st_mtime < cutoff:
+                        yield path.name
+
+    def _path(self, key: str) -> Path:
         if not key.isalnum():
             raise KeyError(key)
-        return (self.root / key[:2] / key).read_bytes()
+        return self.root / key[:2] / key
