@@ -95,7 +95,7 @@ async def get_actor(
     if not token:
         raise Unauthenticated("sign in first (bearer token missing)", code="not_authenticated")
     actor = await AuthService(session, runtime.settings).authenticate(
-        token, address=client_address(request), request_id=request_id(request)
+        token, address=client_address(request), request_id=request_id(request), kind="bearer"
     )
     if actor is None:
         raise Unauthenticated("the token is invalid, expired or revoked", code="invalid_token")

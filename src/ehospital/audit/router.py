@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from ehospital.audit.service import recent, verify
 from ehospital.deps import CurrentAdmin, SessionDep
-from ehospital.kit.schemas import Output
+from ehospital.kit.schemas import MAX_DB_ID, Output
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -33,7 +33,7 @@ class AuditEventRead(Output):
 async def events(
     actor: CurrentAdmin,
     session: SessionDep,
-    patient_id: Annotated[int | None, Query()] = None,
+    patient_id: Annotated[int | None, Query(ge=1, le=MAX_DB_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEventRead]:
     """The newest audit rows, optionally about one patient (admin)."""

@@ -38,7 +38,7 @@ class AuthRepository:
         self.session.add(obj)
 
     async def principal(
-        self, token_hash: bytes, now: datetime
+        self, token_hash: bytes, now: datetime, kind: str
     ) -> tuple[AccessToken, Account, Doctor | None] | None:
         """The live token with its account (and doctor profile), or None."""
         row = (
@@ -48,6 +48,7 @@ class AuthRepository:
                 .outerjoin(Doctor, Doctor.account_id == Account.id)
                 .where(
                     AccessToken.token_hash == token_hash,
+                    AccessToken.kind == kind,
                     AccessToken.revoked_at.is_(None),
                     AccessToken.expires_at > now,
                     Account.is_active.is_(True),

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +21,7 @@ from ehospital.config import Settings
 from ehospital.kit.context import Actor
 from ehospital.kit.errors import Conflict
 from ehospital.kit.models import utcnow
+from ehospital.kit.txn import after_commit
 
 BEARER_PREFIX = "ehb_"
 SESSION_PREFIX = "ehs_"
@@ -75,6 +77,13 @@ class PrincipalCache:
 principals = PrincipalCache()
 
 
+def evict_now_and_after_commit(session: AsyncSession, evict: Callable[[], None]) -> None:
+    """Forget cached sign-ins now, and again once the change is committed: a request of this
+    process running in between could otherwise cache the old state for another few seconds."""
+    evict()
+    after_commit(session, evict)
+
+
 class AuthService:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.repo = AuthRepository(session)
@@ -125,14 +134,20 @@ class AuthService:
         )
         return IssuedToken(token=token, kind=kind, expires_at=expires, account=account)
 
-    async def authenticate(self, token: str, *, address: str | None, request_id: str | None) -> Actor | None:
-        """The Actor a token stands for, or None when it is unknown, expired or revoked."""
+    async def authenticate(
+        self, token: str, *, address: str | None, request_id: str | None, kind: str
+    ) -> Actor | None:
+        """The Actor a token of `kind` stands for, or None when it is unknown, of the other kind
+        (a web session is no API bearer token and vice versa), expired or revoked."""
+        prefix = SESSION_PREFIX if kind == "session" else BEARER_PREFIX
+        if not token.startswith(prefix):
+            return None
         digest = token_hash(token)
         cached = principals.get(digest)
         if cached is not None:
             return dataclasses.replace(cached, address=address, request_id=request_id)
         now = utcnow()
-        found = await self.repo.principal(digest, now)
+        found = await self.repo.principal(digest, now, kind)
         if found is None:
             return None
         stored, account, doctor = found
@@ -158,21 +173,23 @@ class AuthService:
     async def logout(self, actor: Actor) -> None:
         """Revoke the token the request came with."""
         if actor.token_hash is not None:
-            principals.evict(actor.token_hash)
-            await self.repo.revoke(actor.token_hash, actor.account_id, utcnow())
+            digest = actor.token_hash
+            await self.repo.revoke(digest, actor.account_id, utcnow())
+            evict_now_and_after_commit(self.session, lambda: principals.evict(digest))
         record(self.session, actor, "logout", "account", actor.account_id)
 
     async def revoke(self, actor: Actor, token: str) -> None:
         """RFC 7009: revoke one of the caller's own tokens; unknown tokens are not an error."""
         digest = token_hash(token)
         if await self.repo.revoke(digest, actor.account_id, utcnow()):
-            principals.evict(digest)
+            evict_now_and_after_commit(self.session, lambda: principals.evict(digest))
         record(self.session, actor, "revoke_token", "account", actor.account_id)
 
     async def revoke_all(self, actor: Actor) -> int:
         """Sign the caller out everywhere."""
-        principals.evict_account(actor.account_id)
         count = await self.repo.revoke_all(actor.account_id, utcnow())
+        account_id = actor.account_id
+        evict_now_and_after_commit(self.session, lambda: principals.evict_account(account_id))
         record(self.session, actor, "revoke_all_tokens", "account", actor.account_id)
         return count
 

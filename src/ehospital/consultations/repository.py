@@ -45,7 +45,7 @@ def visibility(actor: Actor) -> ColumnElement[bool]:
     """The rows of `consultations` an actor may see in full: their family's, or those assigned to them."""
     if actor.is_patient:
         return Consultation.account_id == actor.account_id
-    if actor.is_doctor:
+    if actor.is_practising_doctor:
         return Consultation.doctor_id == actor.doctor_id
     return Consultation.id.is_(None)
 
@@ -242,7 +242,8 @@ class ConsultationRepository:
 
         Returns (message, status of the consultation) or None when the actor may not write.
         """
-        assert actor.is_patient or actor.is_doctor
+        if not (actor.is_patient or actor.is_practising_doctor):
+            return None
         statement = _post_text_statement(actor.is_doctor, statuses)
         params = {
             "p_consultation_id": consultation_id,

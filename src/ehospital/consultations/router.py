@@ -21,6 +21,7 @@ from ehospital.consultations.schemas import (
 from ehospital.consultations.service import ConsultationService
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep
 from ehospital.kit.errors import PayloadTooLarge
+from ehospital.kit.schemas import MAX_SEQ, IdPath
 
 router = APIRouter(prefix="/api/v1", tags=["consultations"])
 
@@ -63,7 +64,7 @@ async def upload(
 
 @router.get("/attachments/{attachment_id}", response_class=Response)
 async def download(
-    attachment_id: int, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+    attachment_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """The bytes of a file you may see."""
     attachment, content = await _service(session, runtime).read_attachment(actor, attachment_id)
@@ -90,7 +91,7 @@ async def list_consultations(
     runtime: RuntimeDep,
     status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ConsultationRead]:
     """Your family's consultations, or those assigned to you as doctor; newest first."""
     return await _service(session, runtime).list_for(actor, status=status_, limit=limit, offset=offset)
@@ -109,7 +110,7 @@ async def queue(
 
 @router.get("/consultations/{consultation_id}", response_model=ConsultationRead)
 async def get_consultation(
-    consultation_id: int, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+    consultation_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
 ) -> ConsultationRead:
     """One consultation you take part in."""
     return await _service(session, runtime).read(actor, consultation_id)
@@ -117,7 +118,7 @@ async def get_consultation(
 
 @router.post("/consultations/{consultation_id}/accept", response_model=ConsultationRead)
 async def accept(
-    consultation_id: int, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+    consultation_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
 ) -> ConsultationRead:
     """Accept a consultation of your centre's queue or one addressed to you (verified doctors)."""
     service = _service(session, runtime)
@@ -126,7 +127,7 @@ async def accept(
 
 @router.post("/consultations/{consultation_id}/diagnosis", response_model=ConsultationRead)
 async def diagnose(
-    consultation_id: int,
+    consultation_id: IdPath,
     data: DiagnosisIn,
     actor: CurrentActor,
     session: SessionDep,
@@ -139,7 +140,7 @@ async def diagnose(
 
 @router.post("/consultations/{consultation_id}/complete", response_model=ConsultationRead)
 async def complete(
-    consultation_id: int,
+    consultation_id: IdPath,
     data: CompleteIn,
     actor: CurrentActor,
     session: SessionDep,
@@ -152,7 +153,7 @@ async def complete(
 
 @router.post("/consultations/{consultation_id}/terminate", response_model=ConsultationRead)
 async def terminate(
-    consultation_id: int,
+    consultation_id: IdPath,
     data: TerminateIn,
     actor: CurrentActor,
     session: SessionDep,
@@ -165,7 +166,7 @@ async def terminate(
 
 @router.post("/consultations/{consultation_id}/cancel", response_model=ConsultationRead)
 async def cancel(
-    consultation_id: int,
+    consultation_id: IdPath,
     data: CancelIn,
     actor: CurrentActor,
     session: SessionDep,
@@ -178,11 +179,11 @@ async def cancel(
 
 @router.get("/consultations/{consultation_id}/messages", response_model=list[MessageRead])
 async def messages(
-    consultation_id: int,
+    consultation_id: IdPath,
     actor: CurrentActor,
     session: SessionDep,
     runtime: RuntimeDep,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[MessageRead]:
     """Messages after a sequence number, in order."""
@@ -198,7 +199,7 @@ async def messages(
     status_code=status.HTTP_201_CREATED,
 )
 async def post_message(
-    consultation_id: int,
+    consultation_id: IdPath,
     data: MessageCreate,
     actor: CurrentActor,
     session: SessionDep,

@@ -7,23 +7,23 @@ from typing import Literal
 
 from pydantic import Field
 
-from ehospital.kit.schemas import Input, Output
+from ehospital.kit.schemas import DbId, Input, Output
 
 ICD10_PATTERN = r"^[A-TV-Z][0-9][0-9A-B](\.[0-9A-Z]{1,4})?$"
 
 
 class ConsultationCreate(Input):
-    patient_id: int
-    centre_id: int
-    clinic_id: int | None = None
-    doctor_id: int | None = Field(default=None, description="A named doctor, or none for the queue")
+    patient_id: DbId
+    centre_id: DbId
+    clinic_id: DbId | None = None
+    doctor_id: DbId | None = Field(default=None, description="A named doctor, or none for the queue")
     visit_type: Literal["follow_up", "first"] = Field(
         description="Online care is for follow-up visits only; 'first' is refused"
     )
     complaint: str = Field(min_length=2, max_length=2000)
     prior_diagnosis: str = Field(min_length=2, max_length=500, description="Diagnosis made offline")
     prior_institution: str | None = Field(default=None, max_length=200)
-    evidence_ids: list[int] = Field(
+    evidence_ids: list[DbId] = Field(
         max_length=9, description="Uploads (report, prescription, photo) proving the diagnosis"
     )
 
@@ -90,7 +90,7 @@ class QueueItem(Output):
 
 class MessageCreate(Input):
     body: str = Field(default="", max_length=4000)
-    attachment_id: int | None = None
+    attachment_id: DbId | None = None
 
 
 class MessageRead(Output):

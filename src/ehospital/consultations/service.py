@@ -218,20 +218,19 @@ class ConsultationService:
         ]
 
     def _require_doctor(self, actor: Actor) -> int:
-        """The doctor's centre id; refuses non-doctors."""
+        """The doctor's centre id; refuses non-doctors and doctors not (or no longer) verified."""
         if not actor.is_doctor or actor.doctor_centre_id is None:
             raise Forbidden("only doctors do this", code="not_a_doctor")
+        if not actor.doctor_verified:
+            raise Forbidden(
+                "your licence has not been verified by an administrator yet", code="doctor_not_verified"
+            )
         return actor.doctor_centre_id
 
     # --- the doctor's side ------------------------------------------------------------------
     async def accept(self, actor: Actor, consultation_id: int) -> Consultation:
         """Take a consultation from the centre queue, or one the patient addressed to me."""
         centre_id = self._require_doctor(actor)
-        if not actor.doctor_verified:
-            raise Forbidden(
-                "your licence has not been verified by an administrator yet",
-                code="doctor_not_verified",
-            )
         assert actor.doctor_id is not None
         consultation = await self.repo.visible(actor, consultation_id) or await self.repo.in_queue_of(
             centre_id, consultation_id
@@ -331,7 +330,9 @@ class ConsultationService:
         """Append a message (text and/or an image) to an open consultation."""
         if not data.body and data.attachment_id is None:
             raise Unprocessable("a message needs text or an image", code="empty_message")
-        allowed = CHATTING_STATUSES if actor.is_doctor else OPEN_STATUSES
+        allowed = CHATTING_STATUSES if actor.is_practising_doctor else OPEN_STATUSES
+        if not (actor.is_patient or actor.is_practising_doctor):
+            raise _not_found()
         if data.attachment_id is None and self.session.get_bind().dialect.name == "postgresql":
             fast = await self.repo.post_text_pg(actor, consultation_id, allowed, data.body)
             if fast is not None:

@@ -20,7 +20,7 @@ from ehospital.directory.schemas import (
     RosterSlotIn,
 )
 from ehospital.directory.service import DirectoryService
-from ehospital.kit.schemas import Input
+from ehospital.kit.schemas import MAX_DB_ID, IdPath, Input
 
 router = APIRouter(prefix="/api/v1", tags=["directory"])
 
@@ -56,14 +56,14 @@ async def create_centre(data: CentreCreate, actor: CurrentAdmin, session: Sessio
 
 
 @router.get("/centres/{centre_id}", response_model=CentreRead)
-async def centre(centre_id: int, session: SessionDep) -> CentreRead:
+async def centre(centre_id: IdPath, session: SessionDep) -> CentreRead:
     """One centre with its clinics."""
     return await DirectoryService(session).centre(centre_id)
 
 
 @router.patch("/centres/{centre_id}", response_model=CentreRead)
 async def update_centre(
-    centre_id: int, data: CentreUpdate, actor: CurrentAdmin, session: SessionDep
+    centre_id: IdPath, data: CentreUpdate, actor: CurrentAdmin, session: SessionDep
 ) -> CentreRead:
     """Rename, describe, open or close a centre (admin)."""
     return await DirectoryService(session).update_centre(actor, centre_id, data)
@@ -71,7 +71,7 @@ async def update_centre(
 
 @router.post("/centres/{centre_id}/clinics", response_model=ClinicRead, status_code=status.HTTP_201_CREATED)
 async def create_clinic(
-    centre_id: int, data: ClinicCreate, actor: CurrentAdmin, session: SessionDep
+    centre_id: IdPath, data: ClinicCreate, actor: CurrentAdmin, session: SessionDep
 ) -> ClinicRead:
     """Add a clinic to a centre (admin)."""
     return ClinicRead.model_validate(await DirectoryService(session).create_clinic(actor, centre_id, data))
@@ -79,7 +79,7 @@ async def create_clinic(
 
 @router.patch("/clinics/{clinic_id}", response_model=ClinicRead)
 async def update_clinic(
-    clinic_id: int, data: ClinicUpdate, actor: CurrentAdmin, session: SessionDep
+    clinic_id: IdPath, data: ClinicUpdate, actor: CurrentAdmin, session: SessionDep
 ) -> ClinicRead:
     """Rename, open or close a clinic (admin)."""
     return ClinicRead.model_validate(await DirectoryService(session).update_clinic(actor, clinic_id, data))
@@ -88,8 +88,8 @@ async def update_clinic(
 @router.get("/doctors", response_model=list[DoctorRead])
 async def doctors(
     session: SessionDep,
-    centre_id: Annotated[int | None, Query()] = None,
-    clinic_id: Annotated[int | None, Query()] = None,
+    centre_id: Annotated[int | None, Query(ge=1, le=MAX_DB_ID)] = None,
+    clinic_id: Annotated[int | None, Query(ge=1, le=MAX_DB_ID)] = None,
 ) -> list[DoctorRead]:
     """Verified doctors, optionally of one centre or clinic, with their weekly roster."""
     return await DirectoryService(session).doctors(centre_id=centre_id, clinic_id=clinic_id)
@@ -105,14 +105,14 @@ async def all_doctors(
 
 
 @router.get("/doctors/{doctor_id}", response_model=DoctorRead)
-async def doctor(doctor_id: int, session: SessionDep) -> DoctorRead:
+async def doctor(doctor_id: IdPath, session: SessionDep) -> DoctorRead:
     """One verified doctor with the weekly roster."""
     return await DirectoryService(session).doctor(doctor_id)
 
 
 @router.post("/doctors/{doctor_id}/verify", response_model=DoctorRead)
 async def verify_doctor(
-    doctor_id: int, data: VerifyIn, actor: CurrentAdmin, session: SessionDep
+    doctor_id: IdPath, data: VerifyIn, actor: CurrentAdmin, session: SessionDep
 ) -> DoctorRead:
     """Confirm (or withdraw) a doctor's licence (admin)."""
     return await DirectoryService(session).verify_doctor(actor, doctor_id, verified=data.verified)
@@ -120,7 +120,7 @@ async def verify_doctor(
 
 @router.put("/doctors/{doctor_id}/roster", response_model=DoctorRead)
 async def set_roster(
-    doctor_id: int, slots: list[RosterSlotIn], actor: CurrentActor, session: SessionDep
+    doctor_id: IdPath, slots: list[RosterSlotIn], actor: CurrentActor, session: SessionDep
 ) -> DoctorRead:
     """Replace the weekly roster (the doctor, their centre manager, or an admin)."""
     return await DirectoryService(session).set_roster(actor, doctor_id, slots)

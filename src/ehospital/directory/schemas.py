@@ -7,7 +7,7 @@ from datetime import datetime, time
 from pydantic import Field, model_validator
 
 from ehospital.directory.models import DoctorTitle, OrganisationKind
-from ehospital.kit.schemas import Input, Output
+from ehospital.kit.schemas import DbId, Input, Output
 
 
 class OrganisationCreate(Input):
@@ -16,7 +16,7 @@ class OrganisationCreate(Input):
     name_zh: str = Field(min_length=1, max_length=200)
     licence_number: str | None = Field(default=None, max_length=64)
     address: str | None = Field(default=None, max_length=300)
-    parent_id: int | None = None
+    parent_id: DbId | None = None
 
 
 class OrganisationRead(Output):
@@ -51,7 +51,7 @@ class ClinicRead(Output):
 
 
 class CentreCreate(Input):
-    organisation_id: int
+    organisation_id: DbId
     code: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_-]+$")
     name_en: str = Field(min_length=1, max_length=200)
     name_zh: str = Field(min_length=1, max_length=200)
@@ -86,6 +86,8 @@ class RosterSlotIn(Input):
 
     @model_validator(mode="after")
     def _ordered(self) -> RosterSlotIn:
+        if self.starts.tzinfo is not None or self.ends.tzinfo is not None:
+            raise ValueError("roster times are local hospital times, without a UTC offset")
         if self.ends <= self.starts:
             raise ValueError("a roster slot must end after it starts")
         return self
@@ -106,8 +108,8 @@ class DoctorRegister(Input):
     licence_number: str = Field(min_length=5, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
     title: DoctorTitle
     institution: str = Field(min_length=1, max_length=200)
-    centre_id: int
-    clinic_id: int | None = None
+    centre_id: DbId
+    clinic_id: DbId | None = None
     price_cents: int = Field(ge=0, le=10_000_00)
     bio_en: str = Field(default="", max_length=2000)
     bio_zh: str = Field(default="", max_length=2000)

@@ -12,7 +12,7 @@ from ehospital.audit.service import record
 from ehospital.auth.models import Account, Role
 from ehospital.auth.passwords import hash_password
 from ehospital.auth.repository import AuthRepository
-from ehospital.auth.service import principals
+from ehospital.auth.service import evict_now_and_after_commit, principals
 from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, RosterSlot
 from ehospital.directory.repository import DirectoryRepository
 from ehospital.directory.schemas import (
@@ -195,7 +195,8 @@ class DirectoryService:
         doctor = await self.repo.doctor(doctor_id)
         if doctor is None:
             raise NotFound("no such doctor", code="doctor_not_found")
-        principals.evict_account(doctor.account_id)  # its cached sign-in still says otherwise
+        account_id = doctor.account_id  # its cached sign-in still says otherwise
+        evict_now_and_after_commit(self.session, lambda: principals.evict_account(account_id))
         doctor.verified_at = utcnow() if verified else None
         doctor.verified_by = actor.account_id if verified else None
         record(self.session, actor, "verify" if verified else "unverify", "doctor", doctor.id)

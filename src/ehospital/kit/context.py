@@ -34,6 +34,11 @@ class Actor:
         return self.role is Role.DOCTOR and self.doctor_id is not None
 
     @property
+    def is_practising_doctor(self) -> bool:
+        """A doctor whose licence an admin has verified: the only kind that sees patients."""
+        return self.is_doctor and self.doctor_verified
+
+    @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from ehospital.kit.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from ehospital.kit.errors import BadRequest, DomainError, PayloadTooLarge, UnsupportedMedia
 
 # Magic numbers of what we accept; the client's Content-Type is never trusted.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -94,5 +94,7 @@ def _reencode(data: bytes, media_type: str, max_pixels: int) -> CleanFile:
             # No exif=/icc_profile= arguments: Pillow writes none of the original metadata.
             upright.save(out, format=fmt, **({"quality": 90} if fmt != "PNG" else {}))
             return CleanFile(out.getvalue(), media_type, upright.width, upright.height)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+    except DomainError:
+        raise
+    except Exception as exc:  # any decoder failure (OSError, ValueError, SyntaxError, bombs …)
         raise BadRequest("the photo is damaged or not a real image", code="corrupt_file") from exc

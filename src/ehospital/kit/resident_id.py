@@ -86,7 +86,13 @@ def mask(number: str) -> str:
 def parse(raw: str, *, today: date | None = None) -> ResidentId:
     """Validate an 18-character number and derive its birth date and sex."""
     number = raw.strip().upper()
-    if len(number) != 18 or not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    # isascii(): str.isdigit() also accepts digits such as "²" that int() cannot read.
+    if (
+        len(number) != 18
+        or not number.isascii()
+        or not number[:17].isdigit()
+        or not (number[17].isdigit() or number[17] == "X")
+    ):
         raise InvalidResidentId("format", "a resident ID number has 17 digits then a digit or X")
     if int(number[:2]) not in _PROVINCES:
         raise InvalidResidentId("region", f"unknown province code {number[:2]}")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+# Row ids are 64-bit signed integers in both databases; a bigger number is a typo or a probe.
+MAX_DB_ID = 2**63 - 1
+MAX_SEQ = 2**31 - 1
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
+IdPath = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 
 
 class Input(BaseModel):

@@ -16,7 +16,7 @@ def visible_patients(actor: Actor) -> Select[tuple[Patient]]:
     query = select(Patient)
     if actor.is_patient:
         return query.where(Patient.account_id == actor.account_id)
-    if actor.is_doctor:
+    if actor.is_practising_doctor:
         return query.where(
             exists().where(Consultation.patient_id == Patient.id, Consultation.doctor_id == actor.doctor_id)
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from ehospital.deps import CurrentActor, SessionDep
+from ehospital.kit.schemas import IdPath
 from ehospital.patients.schemas import PatientCreate, PatientRead
 from ehospital.patients.service import PatientService, to_read
 
@@ -24,12 +25,12 @@ async def add_member(data: PatientCreate, actor: CurrentActor, session: SessionD
 
 
 @router.get("/{patient_id}", response_model=PatientRead)
-async def get_patient(patient_id: int, actor: CurrentActor, session: SessionDep) -> PatientRead:
+async def get_patient(patient_id: IdPath, actor: CurrentActor, session: SessionDep) -> PatientRead:
     """One patient: a member of your family, or a patient assigned to you as doctor."""
     return to_read(await PatientService(session).get(actor, patient_id))
 
 
 @router.post("/{patient_id}/archive", response_model=PatientRead)
-async def archive_member(patient_id: int, actor: CurrentActor, session: SessionDep) -> PatientRead:
+async def archive_member(patient_id: IdPath, actor: CurrentActor, session: SessionDep) -> PatientRead:
     """Remove a member from your family list; their records are kept."""
     return to_read(await PatientService(session).archive(actor, patient_id))

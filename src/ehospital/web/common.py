@@ -224,8 +224,10 @@ async def get_web(request: Request, session: SessionDep, runtime: RuntimeDep) ->
     actor = None
     if token is not None and len(token) <= 256:
         actor = await AuthService(session, runtime.settings).authenticate(
-            token, address=client_address(request), request_id=request_id(request)
+            token, address=client_address(request), request_id=request_id(request), kind="session"
         )
+    # deps.get_session audits refused requests of the signed-in caller it finds here.
+    request.state.actor = actor
     lang, chosen = negotiate(
         query=request.query_params.get("lang"),
         cookie=request.cookies.get(LANG_COOKIE),

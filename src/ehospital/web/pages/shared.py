@@ -22,7 +22,7 @@ MAX_ID = 2**53
 def id_text(form: FormData, key: str) -> str:
     """An id field as text for the schema to parse; out-of-range numbers are made unparseable."""
     value = text(form, key)
-    if value.isdigit() and int(value) > MAX_ID:
+    if value.isascii() and value.isdigit() and int(value) > MAX_ID:
         return "out-of-range"
     return value
 
