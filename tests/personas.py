@@ -31,6 +31,11 @@ class Persona:
     family: list[Patient] = field(default_factory=list)
 
     @property
+    def doctor_id(self) -> int:
+        assert self.doctor is not None, f"{self.account.username} is not a doctor"
+        return self.doctor.id
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
@@ -55,7 +60,8 @@ class World:
 
 
 class Builder:
-    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+    def __init__(self, session: AsyncSession, settings: Settings, tag: str = "") -> None:
+        self.tag = tag  # appended to every unique name, for worlds that are committed
         self.session = session
         self.auth = AuthService(session, settings)
         self.hash = hash_password(PASSWORD)
@@ -63,7 +69,11 @@ class Builder:
 
     async def account(self, username: str, role: Role, **extra: Any) -> Account:
         account = Account(
-            username=username, password_hash=self.hash, role=role, display_name=username.title(), **extra
+            username=username + self.tag,
+            password_hash=self.hash,
+            role=role,
+            display_name=username.title(),
+            **extra,
         )
         self.session.add(account)
         await self.session.flush()
@@ -100,7 +110,7 @@ class Builder:
         doctor = Doctor(
             account_id=account.id,
             name=username,
-            licence_number=f"LIC{self.n:08d}{username[-3:]}",
+            licence_number=f"LIC{self.n:08d}{username[-3:]}{self.tag}",
             title=DoctorTitle.ATTENDING,
             institution="Test Hospital",
             centre_id=centre.id,
@@ -114,15 +124,15 @@ class Builder:
         return self.persona(account, doctor=doctor)
 
 
-async def build_world(session: AsyncSession, settings: Settings) -> World:
-    b = Builder(session, settings)
+async def build_world(session: AsyncSession, settings: Settings, tag: str = "") -> World:
+    b = Builder(session, settings, tag)
     hospital = Organisation(kind="hospital", name_en="Test Hospital", name_zh="测试医院")
     pharmacy = Organisation(kind="pharmacy", name_en="Test Pharmacy", name_zh="测试药房")
     session.add_all([hospital, pharmacy])
     await session.flush()
     diabetes = Centre(
         organisation_id=hospital.id,
-        code="t-diabetes",
+        code="t-diabetes" + tag,
         name_en="Diabetes",
         name_zh="糖尿病",
         description_en="",
@@ -130,7 +140,7 @@ async def build_world(session: AsyncSession, settings: Settings) -> World:
     )
     skin = Centre(
         organisation_id=hospital.id,
-        code="t-skin",
+        code="t-skin" + tag,
         name_en="Skin",
         name_zh="皮肤",
         description_en="",
@@ -145,7 +155,10 @@ async def build_world(session: AsyncSession, settings: Settings) -> World:
     pharmacist_account = await b.account("pharmacist.p", Role.PHARMACIST, organisation_id=pharmacy.id)
     session.add(
         Pharmacist(
-            account_id=pharmacist_account.id, name="P", licence_number="YS-T-1", organisation_id=pharmacy.id
+            account_id=pharmacist_account.id,
+            name="P",
+            licence_number="YS-T-1" + tag,
+            organisation_id=pharmacy.id,
         )
     )
     return World(

@@ -126,8 +126,8 @@ async def test_doctor_must_be_verified_before_accepting(client: httpx.AsyncClien
     assert r.status_code == 403 and r.json()["error"]["code"] == "doctor_not_verified"
     assert (await client.get("/api/v1/admin/doctors?unverified=true", headers=world.admin.headers)).json()[0][
         "id"
-    ] == world.dr_new.doctor.id  # type: ignore[union-attr]
-    doctor_id = world.dr_new.doctor.id  # type: ignore[union-attr]
+    ] == world.dr_new.doctor_id
+    doctor_id = world.dr_new.doctor_id
     r = await client.post(f"/api/v1/doctors/{doctor_id}/verify", headers=world.dr_dia.headers, json={})
     assert r.status_code == 403  # only an admin verifies
     r = await client.post(f"/api/v1/doctors/{doctor_id}/verify", headers=world.admin.headers, json={})

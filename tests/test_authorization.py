@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehospital.auth.service import AuthService
+from ehospital.config import Settings
 from ehospital.consultations.models import Consultation, Message
 from tests.personas import Persona, World, accepted_consultation, open_consultation, upload
 
@@ -198,3 +200,57 @@ async def test_audit_endpoints_are_for_admins(client: httpx.AsyncClient, world: 
             await client.get("/api/v1/audit/events", headers=persona(world, name).headers)
         ).status_code == 403
     assert (await client.get("/api/v1/audit/events", headers=world.admin.headers)).status_code == 200
+
+
+async def test_an_unverified_doctor_sees_no_queue(client: httpx.AsyncClient, world: World) -> None:
+    await open_consultation(client, world)
+    r = await client.get("/api/v1/consultations/queue", headers=world.dr_new.headers)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "doctor_not_verified"
+
+
+async def test_a_doctor_whose_verification_is_withdrawn_loses_access(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    case = await alice_case(client, world)
+    doctor_id = world.dr_dia.doctor_id
+    r = await client.post(
+        f"/api/v1/doctors/{doctor_id}/verify", headers=world.admin.headers, json={"verified": False}
+    )
+    assert r.status_code == 200 and r.json()["verified"] is False
+    for url in urls(case):
+        assert (await client.get(url, headers=world.dr_dia.headers)).status_code == 404, url
+    r = await client.post(
+        f"/api/v1/consultations/{case['consultation']}/messages",
+        headers=world.dr_dia.headers,
+        json={"body": "hi"},
+    )
+    assert r.status_code == 404
+    r = await client.post(
+        f"/api/v1/consultations/{case['consultation']}/diagnosis",
+        headers=world.dr_dia.headers,
+        json={"code": "E11.9", "text": "T2DM"},
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "doctor_not_verified"
+
+
+@pytest.mark.parametrize("name", ["pharmacist", "manager", "admin"])
+async def test_staff_cannot_post_into_a_consultation(
+    client: httpx.AsyncClient, world: World, name: str
+) -> None:
+    case = await alice_case(client, world)
+    r = await client.post(
+        f"/api/v1/consultations/{case['consultation']}/messages",
+        headers=persona(world, name).headers,
+        json={"body": "hello"},
+    )
+    assert r.status_code == 404
+
+
+async def test_a_web_session_is_not_an_api_token(
+    client: httpx.AsyncClient, world: World, session: AsyncSession, settings: Settings
+) -> None:
+    web = AuthService(session, settings).issue(world.alice.account, kind="session", address="x")
+    r = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {web.token}"})
+    assert r.status_code == 401
+    client.cookies.set("ehospital_session", world.alice.token)  # a bearer token as the cookie
+    assert (await client.get("/patient")).status_code == 303  # not signed in: sent to /login

@@ -110,7 +110,7 @@ async def test_doctor_of_another_centre_cannot_be_named(client: httpx.AsyncClien
     r = await client.post(
         "/api/v1/consultations",
         headers=world.alice.headers,
-        json=consultation_body(world, [evidence], doctor_id=world.dr_skin.doctor.id),  # type: ignore[union-attr]
+        json=consultation_body(world, [evidence], doctor_id=world.dr_skin.doctor_id),
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "doctor_not_in_centre"
 
@@ -252,3 +252,54 @@ async def test_no_request_body_produces_a_500(
         r = await client.post(url, headers=world.alice.headers, json=body)
         assert 400 <= r.status_code < 500, (url, body, r.text)
         assert "code" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/consultations/100000000000000000000",
+        "/api/v1/patients/9223372036854775808",
+        "/api/v1/attachments/0",
+        "/api/v1/doctors/99999999999999999999999",
+        "/api/v1/consultations/1/messages?after_seq=3000000000",
+    ],
+)
+async def test_out_of_range_numbers_are_422(client: httpx.AsyncClient, world: World, url: str) -> None:
+    r = await client.get(url, headers=world.alice.headers)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+
+
+async def test_huge_ids_in_bodies_are_422(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.post(
+        "/api/v1/consultations", headers=world.alice.headers, json=consultation_body(world, [10**20])
+    )
+    assert r.status_code == 422
+
+
+async def test_unicode_digits_in_an_id_number(client: httpx.AsyncClient, world: World) -> None:
+    body = {
+        "name": "X",
+        "id_number": "²" * 18,
+        "sex": "male",
+        "birth_date": "1990-01-01",
+        "relationship": "other",
+    }
+    r = await client.post("/api/v1/patients", headers=world.alice.headers, json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_id_number"
+
+
+async def test_roster_times_with_offsets_are_refused(client: httpx.AsyncClient, world: World) -> None:
+    slots = [
+        {"weekday": 0, "starts": "09:00", "ends": "10:00"},
+        {"weekday": 0, "starts": "12:00+08:00", "ends": "13:00"},
+    ]
+    r = await client.put(
+        f"/api/v1/doctors/{world.dr_dia.doctor_id}/roster", headers=world.dr_dia.headers, json=slots
+    )
+    assert r.status_code == 422
+
+
+async def test_a_png_with_a_broken_header_is_corrupt(client: httpx.AsyncClient, world: World) -> None:
+    broken = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0bIHDR" + b"\x00" * 15
+    r = await post_file(client, world, broken, "image/png")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_file"

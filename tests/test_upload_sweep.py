@@ -45,6 +45,8 @@ async def test_sweep_removes_stale_uploads_and_orphan_files_only(
     service = ConsultationService(session, settings, store)
     rows, files = await service.sweep_uploads()
     assert (rows, files) == (1, 2)  # the stale upload's row and file, and the orphan file
+    assert (tmp_path / "uploads" / orphan_key[:2] / orphan_key).exists()  # files go after commit
+    await session.commit()
 
     remaining = set(await session.scalars(select(Attachment.id)))
     assert stale not in remaining and fresh in remaining

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehospital.audit.models import AuditEvent
 from ehospital.auth.models import Role
 from ehospital.consultations.models import Attachment, Status
 from ehospital.directory.models import DoctorTitle
 from ehospital.patients.models import Relationship
 from ehospital.web import i18n
-from tests.personas import PASSWORD, World, png_bytes
+from tests.personas import PASSWORD, World, open_consultation, png_bytes
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 WEB_DIR = Path(__file__).resolve().parents[1] / "src" / "ehospital" / "web"
@@ -349,9 +350,9 @@ async def test_admin_verifies_doctors_and_manages_centres(client: httpx.AsyncCli
     csrf = await sign_in(client, "admin.a")
     page = await client.get("/admin")
     assert world.dr_new.doctor is not None
-    assert f'data-doctor="{world.dr_new.doctor.id}"' in page.text
+    assert f'data-doctor="{world.dr_new.doctor_id}"' in page.text
     verified = await client.post(
-        f"/admin/doctors/{world.dr_new.doctor.id}/verify", data={"csrf": csrf, "verified": "true"}
+        f"/admin/doctors/{world.dr_new.doctor_id}/verify", data={"csrf": csrf, "verified": "true"}
     )
     assert verified.headers["location"] == "/admin?notice=doctor_verified"
     bad = await client.post(
@@ -404,3 +405,25 @@ async def test_unknown_pages_get_the_friendly_404(client: httpx.AsyncClient) -> 
 @pytest.mark.parametrize("path", ["/static/app.css", "/static/app.js", "/static/chat.js"])
 async def test_static_files_are_served(client: httpx.AsyncClient, path: str) -> None:
     assert (await client.get(path)).status_code == 200
+
+
+async def test_off_site_paths_do_not_become_links(client: httpx.AsyncClient) -> None:
+    r = await client.get(httpx.URL("https://testserver//evil.example/x"))
+    assert r.status_code == 404
+    assert "//evil.example" not in r.text
+
+
+async def test_refused_web_requests_are_audited(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    consultation = await open_consultation(client, world)
+    await sign_in(client, "bob")
+    assert (await client.get(f"/consultations/{consultation['id']}")).status_code == 404
+    denied = (
+        await session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.actor_id == world.bob.account.id, AuditEvent.action == "denied"
+            )
+        )
+    ).all()
+    assert [e.resource_id for e in denied] == [f"GET /consultations/{consultation['id']}"]

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from ehospital.config import Settings
+from ehospital.kit.errors import DomainError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -78,11 +79,15 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 @contextlib.asynccontextmanager
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: commit when the block succeeds, roll back when it raises."""
+    """One transaction: commit when the block succeeds, roll back when it raises (but commit
+    what a DomainError with keep_writes asks to keep, as the request boundary does)."""
     async with factory() as session:
         try:
             yield session
             await session.commit()
+        except DomainError as exc:
+            await (session.commit() if exc.keep_writes else session.rollback())
+            raise
         except BaseException:
             await session.rollback()
             raise

@@ -15,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,6 +108,15 @@ def install_error_handlers(
             return await render_web_error(request, exc.status_code, code, str(exc.detail))
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
+    async def integrity_error(request: Request, exc: Exception) -> Response:
+        # A uniqueness rule caught a request racing another one (the services check first,
+        # so this is the rare concurrent case): the transaction was rolled back, nothing written.
+        log.info("integrity conflict on %s %s: %s", request.method, request.url.path, exc)
+        message = "the request conflicts with a change made at the same moment; reload and try again"
+        if is_web(request):
+            return await render_web_error(request, 409, "conflict", message)
+        return error_response(409, "conflict", message)
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         if is_web(request):
@@ -116,6 +126,7 @@ def install_error_handlers(
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.auth.models import AccessToken, Account, LoginAttempt
@@ -21,6 +21,15 @@ class AuthRepository:
 
     async def account(self, account_id: int) -> Account | None:
         return await self.session.get(Account, account_id)
+
+    async def lock_attempts(self, username: str, address: str) -> None:
+        """Serialise sign-in attempts per username and per address until the transaction ends."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return  # SQLite: every transaction already holds the database's write lock
+        for space, key in ((1, username), (2, address)):
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"), {"space": space, "key": key}
+            )
 
     async def failures_since(self, *, username: str | None, address: str | None, since: datetime) -> int:
         query = (

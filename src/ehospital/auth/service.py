@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import secrets
@@ -95,6 +96,9 @@ class AuthService:
         now = utcnow()
         since = now - timedelta(minutes=self.settings.login_window_minutes)
         username = username.strip()
+        # Concurrent attempts on one account or from one address wait for each other, so the
+        # counts below cannot all read "4 failures" at once (PostgreSQL; SQLite serialises anyway).
+        await self.repo.lock_attempts(username, address)
         if (
             await self.repo.failures_since(username=username, address=None, since=since)
             >= self.settings.login_max_failures_account
@@ -107,7 +111,8 @@ class AuthService:
                 retry_after_seconds=self.settings.login_window_minutes * 60,
             )
         account = await self.repo.account_by_username(username)
-        ok = verify_password(account.password_hash if account else None, password)
+        # Argon2 takes ~0.1 s of CPU: off the event loop, so other requests go on meanwhile.
+        ok = await asyncio.to_thread(verify_password, account.password_hash if account else None, password)
         self.repo.add(LoginAttempt(username=username, address=address, at=now, success=ok))
         if account is None or not ok or not account.is_active:
             raise LoginFailed("wrong username or password")
@@ -208,7 +213,7 @@ async def register_patient_account(
         raise Conflict("this username is taken", code="username_taken")
     account = Account(
         username=username,
-        password_hash=hash_password(password),
+        password_hash=await asyncio.to_thread(hash_password, password),
         role=str(Role.PATIENT),
         display_name=display_name,
         phone=phone,

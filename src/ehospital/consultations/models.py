@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehospital.kit.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
@@ -23,6 +23,7 @@ class Status(StrEnum):
 
 OPEN_STATUSES = frozenset({Status.REQUESTED, Status.ACCEPTED, Status.IN_PROGRESS})
 CHATTING_STATUSES = frozenset({Status.ACCEPTED, Status.IN_PROGRESS})
+_OPEN_SQL = "status IN ('requested', 'accepted', 'in_progress')"
 
 
 class Consultation(IdMixin, CreatedMixin, Base):
@@ -32,6 +33,15 @@ class Consultation(IdMixin, CreatedMixin, Base):
     __table_args__ = (
         Index("ix_consultations_doctor_id_status", "doctor_id", "status"),
         Index("ix_consultations_centre_id_status", "centre_id", "status"),
+        # At most one open consultation per patient and centre, even for requests racing.
+        Index(
+            "uq_consultations_open_patient_centre",
+            "patient_id",
+            "centre_id",
+            unique=True,
+            postgresql_where=text(_OPEN_SQL),
+            sqlite_where=text(_OPEN_SQL),
+        ),
     )
 
     patient_id: Mapped[int] = mapped_column(BigId, ForeignKey("patients.id"), index=True)

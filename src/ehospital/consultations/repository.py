@@ -355,16 +355,30 @@ class ConsultationRepository:
 
     async def delete_unattached_before(self, before: datetime) -> list[str]:
         """Forget uploads never attached to any consultation; returns their storage keys."""
-        stale = (
-            await self.session.execute(
-                select(Attachment.id, Attachment.storage_key).where(
-                    Attachment.consultation_id.is_(None), Attachment.created_at < before
-                )
+        # Re-checked in the DELETE itself: an upload attached meanwhile is kept.
+        result = await self.session.execute(
+            delete(Attachment)
+            .where(Attachment.consultation_id.is_(None), Attachment.created_at < before)
+            .returning(Attachment.storage_key)
+        )
+        return list(result.scalars())
+
+    async def claim_uploads(
+        self, uploader_id: int, ids: Sequence[int], consultation_id: int, purpose: str
+    ) -> int:
+        """Attach unattached uploads of one account to a consultation, atomically; returns how
+        many were claimed (fewer than asked means some were not theirs or already used)."""
+        result = await self.session.execute(
+            update(Attachment)
+            .where(
+                Attachment.id.in_(ids),
+                Attachment.uploader_id == uploader_id,
+                Attachment.consultation_id.is_(None),
             )
-        ).all()
-        if stale:
-            await self.session.execute(delete(Attachment).where(Attachment.id.in_([row[0] for row in stale])))
-        return [row[1] for row in stale]
+            .values(consultation_id=consultation_id, purpose=purpose)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def expire_due(self, now: datetime) -> Sequence[int]:
         """Mark requested consultations past their deadline as expired; returns their ids."""

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
@@ -36,6 +37,7 @@ from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ehospital.kit.images import clean_upload
 from ehospital.kit.models import utcnow
 from ehospital.kit.storage import FileStore
+from ehospital.kit.txn import after_commit
 from ehospital.patients.models import Patient
 from ehospital.patients.repository import PatientRepository
 from ehospital.patients.service import age_on
@@ -149,11 +151,16 @@ class ConsultationService:
             last_seq=0,
         )
         self.repo.add(consultation)
-        await self.session.flush()
-        for upload in uploads:
-            upload.consultation_id = consultation.id
-            upload.purpose = "evidence"
-        await self.session.flush()
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:  # a parallel request opened one a moment ago
+            raise Conflict(
+                "this patient already has an open consultation in this centre",
+                code="open_consultation_exists",
+            ) from exc
+        # Claimed in one UPDATE that re-checks they are still unused (parallel requests).
+        if await self.repo.claim_uploads(actor.account_id, ids, consultation.id, "evidence") != len(ids):
+            raise Unprocessable("unknown or already used uploads", code="evidence_not_found", ids=ids)
         self._audit(actor, "create", consultation)
         return consultation
 
@@ -241,7 +248,8 @@ class ConsultationService:
             raise Conflict("the consultation expired before anyone accepted it", code="consultation_expired")
         if consultation.status != Status.REQUESTED:
             raise Conflict(f"the consultation is {consultation.status}", code="invalid_state")
-        doctor = await self.directory.doctor(actor.doctor_id)
+        # Locked: two accepts of one doctor at once cannot both pass the capacity check.
+        doctor = await self.directory.doctor_for_update(actor.doctor_id)
         assert doctor is not None
         if await self.repo.active_count(doctor.id) >= doctor.max_concurrent:
             raise Conflict(
@@ -349,10 +357,14 @@ class ConsultationService:
         kind = "text"
         if data.attachment_id is not None:
             uploads = await self.repo.uploads_of(actor.account_id, [data.attachment_id])
-            if not uploads or not uploads[0].content_type.startswith("image/"):
+            if (
+                not uploads
+                or not uploads[0].content_type.startswith("image/")
+                or not await self.repo.claim_uploads(
+                    actor.account_id, [data.attachment_id], consultation_id, "message"
+                )
+            ):
                 raise Unprocessable("unknown or already used image upload", code="attachment_not_found")
-            uploads[0].consultation_id = consultation_id
-            uploads[0].purpose = "message"
             kind = "image"
         if actor.is_doctor and status == Status.ACCEPTED:
             await self.repo.mark_started(consultation_id, utcnow())
@@ -431,8 +443,13 @@ class ConsultationService:
         for start in range(0, len(orphans), 500):
             known |= await self.repo.known_keys(orphans[start : start + 500])
         doomed = set(removed_rows) | (set(orphans) - known)
-        for key in doomed:
-            self.files.delete(key)
+
+        # Files go only once the rows' removal is committed (a rollback keeps both).
+        def remove_files() -> None:
+            for key in doomed:
+                self.files.delete(key)
+
+        after_commit(self.session, remove_files)
         return len(removed_rows), len(doomed)
 
     async def expire_due(self) -> int:

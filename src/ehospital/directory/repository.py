@@ -69,6 +69,16 @@ class DirectoryRepository:
     async def doctor(self, doctor_id: int) -> Doctor | None:
         return await self.session.get(Doctor, doctor_id)
 
+    async def doctor_for_update(self, doctor_id: int) -> Doctor | None:
+        """The doctor's row, locked until the transaction ends (PostgreSQL; SQLite locks it all)."""
+        return await one_or_none(
+            self.session,
+            select(Doctor)
+            .where(Doctor.id == doctor_id)
+            .with_for_update()
+            .execution_options(populate_existing=True),
+        )
+
     async def doctor_by_licence(self, licence_number: str) -> Doctor | None:
         return await one_or_none(self.session, select(Doctor).where(Doctor.licence_number == licence_number))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import defaultdict
 from collections.abc import Sequence
@@ -173,7 +174,7 @@ class DirectoryService:
             raise Conflict("a doctor with this licence number exists", code="duplicate_licence")
         account = Account(
             username=data.username,
-            password_hash=hash_password(data.password),
+            password_hash=await asyncio.to_thread(hash_password, data.password),
             role=str(Role.DOCTOR),
             display_name=data.name,
             locale="zh",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Date, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehospital.kit.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
@@ -24,7 +24,17 @@ class Patient(IdMixin, CreatedMixin, Base):
     """A real-name person cared for (FHIR Patient), owned by one account."""
 
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("account_id", "id_number"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "id_number"),
+        # One account holder ("self") per account, even for requests racing.
+        Index(
+            "uq_patients_self_per_account",
+            "account_id",
+            unique=True,
+            postgresql_where=text("relationship = 'self'"),
+            sqlite_where=text("relationship = 'self'"),
+        ),
+    )
 
     account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))

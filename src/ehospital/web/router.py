@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ehospital.web.common import SECURITY_HEADERS, Web, home_of, render_template
+from ehospital.web.common import SECURITY_HEADERS, Web, home_of, render_template, safe_next
 from ehospital.web.forms import domain_message
 from ehospital.web.i18n import LANG_NAMES, LANGS, Translator, has, negotiate
 from ehospital.web.pages import account, admin, consultation, doctor, patient
@@ -68,15 +68,17 @@ async def render_error_page(request: Request, status: int, code: str, message: s
         accept_language=request.headers.get("accept-language"),
     )
     t = Translator(lang)
+    here = safe_next(request.url.path) or "/"
     html = render_template(
         "error.html",
         t=t,
         lang=lang,
-        langs=[(c, LANG_NAMES[c], request.url.path + "?" + urlencode({"lang": c})) for c in LANGS],
+        # The path goes through safe_next: "//evil.example/x" must not become an off-site link.
+        langs=[(c, LANG_NAMES[c], f"{here}?{urlencode({'lang': c})}") for c in LANGS],
         actor=None,
         home="/",
         csrf="",
-        here=request.url.path,
+        here=here,
         notice=None,
         nav=[],
         role_label="",

@@ -1,0 +1,188 @@
+"""Requests racing each other, each in its own real transaction (no rollback fixture here).
+
+On PostgreSQL these run truly in parallel on separate connections; on SQLite the single writer
+serialises them. The rules must hold either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.auth.errors import LoginFailed, LoginThrottled
+from ehospital.auth.service import AuthService
+from ehospital.consultations.models import Attachment, Consultation
+from ehospital.consultations.schemas import ConsultationCreate
+from ehospital.consultations.service import ConsultationService
+from ehospital.db import create_sessionmaker, session_scope
+from ehospital.directory.models import Doctor
+from ehospital.kit.context import Actor
+from ehospital.kit.errors import DomainError
+from ehospital.kit.storage import LocalFileStore
+from tests.conftest import Database
+from tests.personas import PASSWORD, World, build_world, png_bytes
+
+
+async def race(database: Database, n: int, job: Callable[[AsyncSession, int], Awaitable[Any]]) -> list[Any]:
+    """Run `job` n times at once, each in its own session and transaction; returns results or errors."""
+    factory = create_sessionmaker(database.engine)
+
+    async def one(i: int) -> Any:
+        try:
+            async with session_scope(factory) as session:
+                return await job(session, i)
+        except DomainError as exc:
+            return exc
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def committed_world(database: Database) -> World:
+    async with session_scope(create_sessionmaker(database.engine)) as session:
+        return await build_world(session, database.settings, tag=f"-{uuid.uuid4().hex[:6]}")
+
+
+def actor_of(world_persona: Any, *, doctor_centre: int | None = None) -> Actor:
+    from ehospital.auth.models import Role
+
+    account = world_persona.account
+    doctor = world_persona.doctor
+    return Actor(
+        account_id=account.id,
+        role=Role(account.role),
+        username=account.username,
+        display_name=account.display_name,
+        doctor_id=doctor.id if doctor else None,
+        doctor_centre_id=doctor.centre_id if doctor else None,
+        doctor_verified=bool(doctor and doctor.verified_at),
+    )
+
+
+async def test_parallel_wrong_passwords_are_counted_one_by_one(database: Database) -> None:
+    world = await committed_world(database)
+    username = world.alice.account.username
+
+    async def attempt(session: AsyncSession, i: int) -> Any:
+        # Distinct addresses: only the per-account limit (5) applies.
+        return await AuthService(session, database.settings).login(username, "wrong!", address=f"10.9.0.{i}")
+
+    results = await race(database, 12, attempt)
+    assert sum(isinstance(r, LoginFailed) for r in results) == 5
+    assert sum(isinstance(r, LoginThrottled) for r in results) == 7
+    throttled = await race(
+        database,
+        1,
+        lambda s, i: AuthService(s, database.settings).login(username, PASSWORD, address="10.9.1.1"),
+    )
+    assert isinstance(throttled[0], LoginThrottled)
+
+
+async def test_parallel_opens_make_one_consultation(database: Database, tmp_path: Any) -> None:
+    world = await committed_world(database)
+    alice = actor_of(world.alice)
+    files = LocalFileStore(tmp_path)
+    uploads: list[int] = []
+    async with session_scope(create_sessionmaker(database.engine)) as session:
+        service = ConsultationService(session, database.settings, files)
+        for _ in range(4):
+            upload = await service.upload(
+                alice, filename="r.png", declared_type="image/png", data=png_bytes(), purpose="evidence"
+            )
+            uploads.append(upload.id)
+
+    async def open_one(session: AsyncSession, i: int) -> Any:
+        data = ConsultationCreate(
+            patient_id=world.alice.family[0].id,
+            centre_id=world.diabetes.id,
+            visit_type="follow_up",
+            complaint="high glucose",
+            prior_diagnosis="T2DM",
+            evidence_ids=[uploads[i]],
+        )
+        return await ConsultationService(session, database.settings, files).open(alice, data)
+
+    results = await race(database, 4, open_one)
+    opened = [r for r in results if isinstance(r, Consultation)]
+    refused = [r for r in results if isinstance(r, DomainError)]
+    assert len(opened) == 1, results
+    assert {e.code for e in refused} <= {"open_consultation_exists"}
+    async with session_scope(create_sessionmaker(database.engine)) as session:
+        open_count = await session.scalar(
+            select(func.count())
+            .select_from(Consultation)
+            .where(Consultation.patient_id == world.alice.family[0].id)
+        )
+        attached = await session.scalar(
+            select(func.count()).select_from(Attachment).where(Attachment.consultation_id == opened[0].id)
+        )
+    assert (open_count, attached) == (1, 1)
+
+
+async def test_one_upload_cannot_serve_two_consultations(database: Database, tmp_path: Any) -> None:
+    world = await committed_world(database)
+    alice = actor_of(world.alice)
+    files = LocalFileStore(tmp_path)
+    async with session_scope(create_sessionmaker(database.engine)) as session:
+        upload = await ConsultationService(session, database.settings, files).upload(
+            alice, filename="r.png", declared_type="image/png", data=png_bytes(), purpose="evidence"
+        )
+
+    async def open_one(session: AsyncSession, i: int) -> Any:
+        data = ConsultationCreate(
+            patient_id=world.alice.family[i].id,
+            centre_id=world.diabetes.id,
+            visit_type="follow_up",
+            complaint="high glucose",
+            prior_diagnosis="T2DM",
+            evidence_ids=[upload.id],
+        )
+        return await ConsultationService(session, database.settings, files).open(alice, data)
+
+    results = await race(database, 2, open_one)  # Alice and her son, the same evidence
+    assert sum(isinstance(r, Consultation) for r in results) == 1, results
+    assert [r.code for r in results if isinstance(r, DomainError)] == ["evidence_not_found"]
+
+
+async def test_a_doctor_at_capacity_accepts_no_more(database: Database, tmp_path: Any) -> None:
+    world = await committed_world(database)
+    files = LocalFileStore(tmp_path)
+    factory = create_sessionmaker(database.engine)
+    patients = [world.alice.family[0], world.alice.family[1], world.bob.family[0]]
+    owners = [world.alice, world.alice, world.bob]
+    ids = []
+    for patient, owner in zip(patients, owners, strict=True):
+        async with session_scope(factory) as session:
+            service = ConsultationService(session, database.settings, files)
+            who = actor_of(owner)
+            upload = await service.upload(
+                who, filename="r.png", declared_type="image/png", data=png_bytes(), purpose="evidence"
+            )
+            consultation = await service.open(
+                who,
+                ConsultationCreate(
+                    patient_id=patient.id,
+                    centre_id=world.diabetes.id,
+                    visit_type="follow_up",
+                    complaint="high glucose",
+                    prior_diagnosis="T2DM",
+                    evidence_ids=[upload.id],
+                ),
+            )
+            ids.append(consultation.id)
+    async with session_scope(factory) as session:
+        await session.execute(
+            update(Doctor).where(Doctor.id == world.dr_dia.doctor_id).values(max_concurrent=2)
+        )
+    doctor = actor_of(world.dr_dia)
+
+    async def accept(session: AsyncSession, i: int) -> Any:
+        return await ConsultationService(session, database.settings, files).accept(doctor, ids[i])
+
+    results = await race(database, 3, accept)
+    assert sum(isinstance(r, Consultation) for r in results) == 2, results
+    assert [r.code for r in results if isinstance(r, DomainError)] == ["doctor_at_capacity"]
