@@ -44,10 +44,6 @@ class Settings(BaseSettings):
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
 
-    @property
-    def secret_key_path(self) -> Path:
-        return self.data_dir / "keys" / "secret.key"
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
