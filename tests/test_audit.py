@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehospital.audit.anchor import read_anchor
 from ehospital.audit.models import AuditEvent
-from ehospital.audit.service import seal, verify
+from ehospital.audit.service import advance_anchor, seal, verify
 from tests.personas import World, accepted_consultation
 
 
@@ -120,3 +123,29 @@ async def test_an_empty_poll_is_not_a_read(
     assert await reads() == 1
     assert (await client.get(f"{url}?after_seq=0", headers=world.alice.headers)).status_code == 200
     assert await reads() == 2
+
+
+async def test_removing_the_newest_rows_is_caught_by_the_anchor(
+    client: httpx.AsyncClient, world: World, session: AsyncSession, tmp_path: Path
+) -> None:
+    anchor_path = tmp_path / "audit-head.json"
+    await accepted_consultation(client, world)
+    await seal(session)
+    assert await advance_anchor(session, anchor_path)
+    anchor = read_anchor(anchor_path)
+    assert anchor is not None and (await verify(session, anchor)).ok
+    # Cut the tail: without the anchor the shortened chain still looks whole.
+    await session.execute(delete(AuditEvent).where(AuditEvent.seq >= anchor.seq - 1))
+    session.expunge_all()
+    assert (await verify(session)).ok
+    report = await verify(session, anchor)
+    assert not report.ok and report.broken_at_seq == anchor.seq - 1
+    assert "removed" in (report.problem or "")
+    # New rows sealed over the gap do not move the anchor past the evidence.
+    await client.get("/api/v1/patients", headers=world.alice.headers)
+    await client.get("/api/v1/patients", headers=world.alice.headers)
+    await client.get("/api/v1/patients", headers=world.alice.headers)
+    await seal(session)
+    assert not await advance_anchor(session, anchor_path)
+    assert read_anchor(anchor_path) == anchor
+    assert not (await verify(session, anchor)).ok

@@ -113,6 +113,27 @@ def test_audit_verify_reports_the_first_broken_link(tmp_path: Path) -> None:
     assert "BROKEN at row 2" in broken.stderr
 
 
+def test_audit_verify_catches_removed_newest_rows(tmp_path: Path) -> None:
+    assert run(["demo"], tmp_path).returncode == 0
+    from fastapi.testclient import TestClient
+
+    from ehospital.config import Settings
+    from ehospital.main import create_app
+
+    with TestClient(create_app(Settings(data_dir=tmp_path), background=False)) as client:
+        token = client.post("/api/v1/auth/token", data={"username": "patient", "password": "patient-demo-1"})
+        for _ in range(3):
+            client.get(
+                "/api/v1/patients", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+            )
+    assert run(["audit", "verify"], tmp_path).returncode == 0
+    assert (tmp_path / "audit-head.json").exists()
+    with sqlite3.connect(tmp_path / "ehospital.sqlite3") as db:
+        db.execute("DELETE FROM audit_events WHERE seq >= (SELECT max(seq) - 1 FROM audit_events)")
+    broken = run(["audit", "verify"], tmp_path)
+    assert broken.returncode == 1 and "were removed" in broken.stderr
+
+
 @pytest.mark.parametrize("args", [["nonsense"], ["serve", "--port", "eighty"], ["audit"]])
 def test_bad_command_lines_exit_2_with_usage(args: list[str], tmp_path: Path) -> None:
     result = run(args, tmp_path)

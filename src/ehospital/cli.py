@@ -77,19 +77,27 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ehospital.audit.service import seal, verify
+    from ehospital.audit.anchor import read_anchor
+    from ehospital.audit.service import advance_anchor, seal, verify
 
     migrate(settings.resolved_database_url())
+    anchor_path = settings.audit_anchor_path
 
     async def run() -> dict[str, object]:
         engine = create_engine(settings)
         try:
             factory = create_sessionmaker(engine)
-            if not args.no_seal:
+            anchor = read_anchor(anchor_path)  # read before sealing moves it on
+            async with session_scope(factory) as session:
+                report = await verify(session, anchor)
+            if report.ok and not args.no_seal:
                 async with session_scope(factory) as session:
                     await seal(session)
-            async with session_scope(factory) as session:
-                return (await verify(session)).as_dict()
+                async with session_scope(factory) as session:
+                    await advance_anchor(session, anchor_path)
+                async with session_scope(factory) as session:
+                    report = await verify(session, read_anchor(anchor_path))
+            return report.as_dict()
         finally:
             await engine.dispose()
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'ehospital.sqlite3').resolve()}"
 
     @property
+    def audit_anchor_path(self) -> Path:
+        """Where the audit chain's head is recorded outside the database."""
+        return self.data_dir / "audit-head.json"
+
+    @property
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
 

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ehospital import __version__
 from ehospital.audit.router import router as audit_router
-from ehospital.audit.service import seal
+from ehospital.audit.service import advance_anchor, seal
 from ehospital.auth.router import router as auth_router
 from ehospital.config import Settings, get_settings
 from ehospital.consultations.router import router as consultations_router
@@ -247,7 +247,10 @@ def install_docs(app: FastAPI) -> None:
 
 async def _seal(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
-        await seal(session)
+        sealed = await seal(session)
+    if sealed:  # committed: record the new head outside the database too
+        async with session_scope(runtime.sessionmaker) as session:
+            await advance_anchor(session, runtime.settings.audit_anchor_path)
 
 
 async def _sweep(runtime: Runtime) -> None:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehospital.audit.anchor import Anchor, read_anchor, write_anchor
 from ehospital.audit.models import AuditEvent
 from ehospital.kit.context import Actor
 from ehospital.kit.models import utcnow
 
+log = logging.getLogger("ehospital.audit")
 GENESIS = "0" * 64
 _SEAL_BATCH = 500
 _PG_SEAL_LOCK = 0x65_48_41_55  # any constant: one sealer at a time across processes
@@ -149,8 +153,42 @@ class VerifyReport:
         }
 
 
-async def verify(session: AsyncSession) -> VerifyReport:
-    """Walk the chain in order and report the first row that was changed or removed."""
+async def chain_head(session: AsyncSession) -> Anchor | None:
+    """The last sealed row's number and hash."""
+    row = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.hash)
+            .where(AuditEvent.seq.is_not(None))
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    return None if row is None or row[0] is None else Anchor(seq=int(row[0]), hash=str(row[1]))
+
+
+async def advance_anchor(session: AsyncSession, path: Path) -> bool:
+    """Record the committed chain head outside the database, unless the chain no longer holds
+    the head recorded last time (then the evidence is kept and False returned)."""
+    previous = read_anchor(path)
+    if previous is not None:
+        stored = await session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == previous.seq))
+        if stored != previous.hash:
+            log.error(
+                "audit chain no longer contains its recorded head (row %s); not advancing", previous.seq
+            )
+            return False
+    head = await chain_head(session)
+    if head is not None:
+        write_anchor(path, head)
+    return True
+
+
+async def verify(session: AsyncSession, anchor: Anchor | None = None) -> VerifyReport:
+    """Walk the chain in order and report the first row that was changed or removed.
+
+    With `anchor` (a head recorded earlier outside the database) it also notices the newest
+    rows being removed, or the whole chain being recomputed.
+    """
     unsealed = int(
         await session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))
         or 0
@@ -167,6 +205,15 @@ async def verify(session: AsyncSession) -> VerifyReport:
             )
         ).all()
         if not batch:
+            if anchor is not None and anchor.seq > checked:
+                return VerifyReport(
+                    ok=False,
+                    sealed=checked,
+                    unsealed=unsealed,
+                    broken_at_seq=checked + 1,
+                    problem=f"rows {checked + 1} to {anchor.seq} were removed (the chain ends before its "
+                    "recorded head)",
+                )
             return VerifyReport(ok=True, sealed=checked, unsealed=unsealed)
         for event in batch:
             assert event.seq is not None
@@ -177,6 +224,8 @@ async def verify(session: AsyncSession) -> VerifyReport:
                 problem = "the link to the previous row does not match"
             elif event.hash != event_hash(event, event.seq, prev):
                 problem = "the row was changed after it was sealed"
+            elif anchor is not None and event.seq == anchor.seq and event.hash != anchor.hash:
+                problem = "the chain was recomputed: this row differs from the recorded head"
             if problem:
                 return VerifyReport(
                     ok=False,
