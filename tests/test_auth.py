@@ -155,3 +155,10 @@ async def test_doctor_registration_creates_an_unverified_doctor(
     assert "Dr Fresh" not in [d["name"] for d in listed]
     r = await client.post("/api/v1/auth/register/doctor", json={**body, "username": "dr.fresh2"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "duplicate_licence"
+
+
+async def test_a_password_is_kept_exactly_as_typed(client: httpx.AsyncClient, world: World) -> None:
+    body = {"username": "dora", "password": "  spaced out  ", "display_name": "Dora"}
+    assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
+    assert (await login(client, "dora", "  spaced out  ")).status_code == 200
+    assert (await login(client, "dora", "spaced out")).status_code == 401

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.models import AuditEvent
-from ehospital.auth.models import Role
+from ehospital.auth.models import Account, Role
 from ehospital.consultations.models import Attachment, Status
 from ehospital.directory.models import DoctorTitle
 from ehospital.patients.models import Relationship
@@ -427,3 +427,118 @@ async def test_refused_web_requests_are_audited(
         )
     ).all()
     assert [e.resource_id for e in denied] == [f"GET /consultations/{consultation['id']}"]
+
+
+# --- patient sign-up ------------------------------------------------------------------------
+
+NEWCOMER = {
+    "username": "newcomer",
+    "display_name": "New Comer",
+    "phone": "",
+    "password": "a-good-password",
+    "password2": "a-good-password",
+}
+
+
+async def count_accounts(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(Account))).scalar_one()
+
+
+async def test_sign_in_links_to_sign_up_and_back(client: httpx.AsyncClient) -> None:
+    login = await client.get("/login")
+    assert 'href="/register"' in login.text and "注册新账户" in login.text
+    page = await client.get("/register?lang=en")
+    assert page.status_code == 200 and "private, no-store" in page.headers["cache-control"]
+    assert "Create an account" in page.text and "Already have an account?" in page.text
+    assert 'href="/login"' in page.text and 'id="doctors-note"' in page.text
+    assert 'autocomplete="new-password"' in page.text and csrf_of(page)
+
+
+async def test_patient_signs_up_and_lands_on_the_family_page(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    page = await client.get("/register", headers={"Accept-Language": "en"})
+    before = await count_accounts(session)
+    response = await client.post(
+        "/register", data={**NEWCOMER, "csrf": csrf_of(page)}, headers={"Accept-Language": "en"}
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/patient?notice=registered"
+    cookie = response.headers["set-cookie"]
+    assert "ehospital_session=ehs_" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert await count_accounts(session) == before + 1
+    account = (await session.scalars(select(Account).where(Account.username == "newcomer"))).one()
+    assert (account.role, account.display_name, account.phone, account.locale) == (
+        "patient",
+        "New Comer",
+        None,
+        "en",  # the page language
+    )
+    home = await client.get(response.headers["location"])  # no Accept-Language: the account's locale
+    assert home.status_code == 200
+    assert '<html lang="en">' in home.text and "Your account was created" in home.text
+    assert "New Comer" in home.text and 'action="/patient/family"' in home.text
+    assert (await client.get("/register")).headers["location"] == "/patient"
+    client.cookies.clear()
+    await sign_in(client, "newcomer", "a-good-password")
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message", "status"),
+    [
+        ({"password2": "another-password"}, "password2", "两次输入的密码不一致。", 422),
+        ({"password": "short", "password2": "short"}, "password", "请至少输入 8 个字。", 422),
+        ({"username": "new comer!"}, "username", "只能使用字母、数字和 . _ @ -。", 422),
+        ({"username": "alice"}, "username", "该用户名已被占用。", 409),
+    ],
+)
+async def test_refused_sign_up_re_renders_and_creates_nothing(
+    client: httpx.AsyncClient,
+    world: World,
+    session: AsyncSession,
+    change: dict[str, str],
+    field: str,
+    message: str,
+    status: int,
+) -> None:
+    page = await client.get("/register")
+    before = await count_accounts(session)
+    refused = await client.post("/register", data={**NEWCOMER, **change, "csrf": csrf_of(page)})
+    assert refused.status_code == status, refused.text
+    assert message in refused.text and f'id="register-{field}-error"' in refused.text
+    assert 'value="New Comer"' in refused.text and NEWCOMER["password"] not in refused.text
+    assert "ehospital_session=ehs_" not in refused.headers.get("set-cookie", "")
+    assert await count_accounts(session) == before
+
+
+async def test_a_taken_username_is_refused_in_the_page_language(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    page = await client.get("/register?lang=en")
+    before = await count_accounts(session)
+    taken = await client.post("/register", data={**NEWCOMER, "username": "alice", "csrf": csrf_of(page)})
+    assert taken.status_code == 409
+    assert "This username is taken." in taken.text and "username_taken" in taken.text
+    spaced = await client.post(
+        "/register",
+        data={
+            **NEWCOMER,
+            "password": " a-good-password",
+            "password2": " a-good-password",
+            "csrf": csrf_of(page),
+        },
+    )
+    assert spaced.status_code == 422 and "cannot begin or end with a space" in spaced.text
+    assert await count_accounts(session) == before
+
+
+async def test_sign_up_without_the_csrf_token_is_refused(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    before = await count_accounts(session)
+    missing = await client.post("/register", data=NEWCOMER)
+    assert missing.status_code == 403 and "csrf_failed" in missing.text
+    await client.get("/register")  # the pre-login cookie is set, but the token must match it
+    forged = await client.post("/register", data={**NEWCOMER, "csrf": "0" * 64})
+    assert forged.status_code == 403 and "csrf_failed" in forged.text
+    assert await count_accounts(session) == before

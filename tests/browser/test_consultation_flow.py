@@ -201,6 +201,13 @@ def test_follow_up_consultation_in_the_browser(
             expect(patient).to_have_url(re.compile(r"/login\?next=%2Fpatient$"))
             expect(patient.locator("h1")).to_have_text("登录")
             shot(patient, "patient-login-zh")
+            # A newcomer would follow the sign-up link; one look at that page, then back.
+            patient.click("#register-link")
+            expect(patient.locator("h1")).to_have_text("注册新账户")
+            expect(patient.locator("#doctors-note")).to_be_visible()
+            _shooter(output_dir, "signup")(patient, "register-zh")
+            patient.go_back()
+            expect(patient).to_have_url(re.compile(r"/login\?next=%2Fpatient$"))
             patient.fill("#login-username", "patient")
             patient.fill("#login-password", "wrong-password")
             patient.click("#login-form button[type=submit]")

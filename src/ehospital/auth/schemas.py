@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ehospital.kit.schemas import Input, Output
+from ehospital.kit.schemas import Input, Output, Password
 
 
 class PatientAccountCreate(Input):
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=8, max_length=128)
+    password: Password
     display_name: str = Field(min_length=1, max_length=100)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 -]{5,20}$")
     locale: str = Field(default="zh", pattern=r"^(zh|en)$")

@@ -7,7 +7,7 @@ from datetime import datetime, time
 from pydantic import Field, model_validator
 
 from ehospital.directory.models import DoctorTitle, OrganisationKind
-from ehospital.kit.schemas import DbId, Input, Output
+from ehospital.kit.schemas import DbId, Input, Output, Password
 
 
 class OrganisationCreate(Input):
@@ -103,7 +103,7 @@ class DoctorRegister(Input):
     """A doctor signs up; they cannot consult until an admin verifies the licence."""
 
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=8, max_length=128)
+    password: Password
     name: str = Field(min_length=1, max_length=100)
     licence_number: str = Field(min_length=5, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
     title: DoctorTitle

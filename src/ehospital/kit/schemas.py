@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 # Row ids are 64-bit signed integers in both databases; a bigger number is a typo or a probe.
 MAX_DB_ID = 2**63 - 1
 MAX_SEQ = 2**31 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+# Passwords are taken exactly as typed (inputs strip whitespace otherwise): the sign-in form
+# compares them unstripped, so a stripped hash would lock out a password ending in a space.
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=8, max_length=128)]
 
 
 class Input(BaseModel):

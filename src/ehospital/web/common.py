@@ -31,6 +31,8 @@ LANG_COOKIE = "lang"
 # cookie plays that part (double-submit), so a foreign site cannot sign a victim in.
 PRELOGIN_COOKIE = "ehospital_prelogin"
 CSRF_FIELD = "csrf"
+# The pages whose forms are posted before sign-in, so carry a token bound to the pre-login cookie.
+PRELOGIN_FORMS = ("login.html", "register.html")
 MAX_FORM_FILES = 12
 MAX_FORM_FIELDS = 64
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -164,7 +166,7 @@ class Web:
             "langs": [(code, LANG_NAMES[code], self.switch_url(code, here)) for code in LANGS],
             "actor": self.actor,
             "home": home_of(self.actor),
-            "csrf": self.csrf if (self.actor is not None or template == "login.html") else "",
+            "csrf": self.csrf if (self.actor is not None or template in PRELOGIN_FORMS) else "",
             "here": here or self.request.url.path,
             "notice": notice,
             "nav": nav_for(self.actor),
