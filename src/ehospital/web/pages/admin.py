@@ -114,39 +114,35 @@ async def create_clinic(centre_id: Id, web: AdminWeb, form: PostedForm) -> Respo
     )
 
 
-def _active(form_value: str) -> bool | None:
-    return {"true": True, "false": False}.get(form_value)
-
-
-@router.post("/admin/centres/{centre_id}/active")
-async def switch_centre(centre_id: Id, web: AdminWeb, form: PostedForm) -> Response:
-    active = _active(text(form, "is_active"))
+async def _switch(
+    web: AdminWeb, form: PostedForm, change: Callable[[bool], Awaitable[object]], notice: str
+) -> Response:
+    """Open or close a centre or clinic from the `is_active` radio of the centres page."""
+    active = {"true": True, "false": False}.get(text(form, "is_active"))
     if active is None:
         return await _centres_page(
             web, field_error(web.t, "switch", "is_active", "validation.choice", {}), 422
         )
+    return await _change(web, "switch", {}, lambda: change(active), notice)
+
+
+@router.post("/admin/centres/{centre_id}/active")
+async def switch_centre(centre_id: Id, web: AdminWeb, form: PostedForm) -> Response:
     service = DirectoryService(web.session)
-    return await _change(
+    return await _switch(
         web,
-        "switch",
-        {},
-        lambda: service.update_centre(web.me, centre_id, CentreUpdate(is_active=active)),
+        form,
+        lambda active: service.update_centre(web.me, centre_id, CentreUpdate(is_active=active)),
         "centre_switched",
     )
 
 
 @router.post("/admin/clinics/{clinic_id}/active")
 async def switch_clinic(clinic_id: Id, web: AdminWeb, form: PostedForm) -> Response:
-    active = _active(text(form, "is_active"))
-    if active is None:
-        return await _centres_page(
-            web, field_error(web.t, "switch", "is_active", "validation.choice", {}), 422
-        )
     service = DirectoryService(web.session)
-    return await _change(
+    return await _switch(
         web,
-        "switch",
-        {},
-        lambda: service.update_clinic(web.me, clinic_id, ClinicUpdate(is_active=active)),
+        form,
+        lambda active: service.update_clinic(web.me, clinic_id, ClinicUpdate(is_active=active)),
         "clinic_switched",
     )
