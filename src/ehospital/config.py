@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         return self.data_dir / "audit-head.json"
 
     @property
+    def key_dir(self) -> Path:
+        """Doctors' signing keys (0700; each key file 0600)."""
+        return self.data_dir / "keys"
+
+    @property
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
 

@@ -17,6 +17,7 @@ from ehospital.config import Settings
 from ehospital.kit.context import Actor
 from ehospital.kit.errors import DomainError, Forbidden, Unauthenticated
 from ehospital.kit.storage import FileStore
+from ehospital.prescriptions.signing import KeyStore
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     files: FileStore
+    keys: KeyStore
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def`

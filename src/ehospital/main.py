@@ -32,6 +32,8 @@ from ehospital.directory.router import router as directory_router
 from ehospital.kit.errors import DomainError
 from ehospital.kit.storage import LocalFileStore
 from ehospital.patients.router import router as patients_router
+from ehospital.prescriptions.router import router as prescriptions_router
+from ehospital.prescriptions.signing import KeyStore
 
 log = logging.getLogger("ehospital")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -156,6 +158,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 engine=engine,
                 sessionmaker=create_sessionmaker(engine),
                 files=LocalFileStore(settings.upload_dir),
+                keys=KeyStore(settings.key_dir),
             )
         runtime: Runtime = app.state.runtime
         tasks: list[asyncio.Task[None]] = []
@@ -211,6 +214,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         patients_router,
         directory_router,
         consultations_router,
+        prescriptions_router,
         audit_router,
         web_router,
     ):

@@ -6,6 +6,7 @@ from ehospital.consultations.models import Attachment, Consultation, Message
 from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, Pharmacist, RosterSlot
 from ehospital.kit.models import Base
 from ehospital.patients.models import Patient
+from ehospital.prescriptions.models import DoctorKey, Drug, Prescription, PrescriptionItem
 
 __all__ = [
     "AccessToken",
@@ -17,10 +18,14 @@ __all__ = [
     "Clinic",
     "Consultation",
     "Doctor",
+    "DoctorKey",
+    "Drug",
     "LoginAttempt",
     "Message",
     "Organisation",
     "Patient",
     "Pharmacist",
+    "Prescription",
+    "PrescriptionItem",
     "RosterSlot",
 ]

@@ -1,0 +1,1 @@
+"""E-prescriptions: formulary, writing, e-signature, regulatory checks."""

@@ -1,0 +1,103 @@
+"""The formulary and prescriptions (FHIR Medication / MedicationRequest)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ehospital.kit.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
+
+
+class Control(StrEnum):
+    """Special-control classes of Chinese drug law: none of these may be prescribed online."""
+
+    NONE = "none"
+    NARCOTIC = "narcotic"
+    PSYCHOTROPIC_1 = "psychotropic_1"
+    PSYCHOTROPIC_2 = "psychotropic_2"
+    TOXIC = "toxic"
+    RADIOACTIVE = "radioactive"
+
+
+class RxStatus(StrEnum):
+    DRAFT = "draft"
+    SIGNED = "signed"
+    SUPERSEDED = "superseded"
+    WITHDRAWN = "withdrawn"
+
+
+class Drug(IdMixin, CreatedMixin, Base):
+    """One product of the formulary: a generic in a form and strength."""
+
+    __tablename__ = "drugs"
+
+    code: Mapped[str] = mapped_column(String(80), unique=True)
+    generic_en: Mapped[str] = mapped_column(String(120), index=True)
+    generic_zh: Mapped[str] = mapped_column(String(60), index=True)
+    form: Mapped[str] = mapped_column(String(24))
+    strength: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(16))
+    atc: Mapped[str] = mapped_column(String(7), index=True)
+    rx_only: Mapped[bool] = mapped_column(Boolean)
+    control: Mapped[str] = mapped_column(String(16))
+    price_cents: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(24))
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DoctorKey(CreatedMixin, Base):
+    """A doctor's Ed25519 public key; anyone can verify prescriptions with it."""
+
+    __tablename__ = "doctor_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    doctor_id: Mapped[int] = mapped_column(BigId, ForeignKey("doctors.id"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class Prescription(IdMixin, CreatedMixin, Base):
+    """A prescription written in a consultation; once signed it never changes (a revision is a
+    new version that points at the one it replaces)."""
+
+    __tablename__ = "prescriptions"
+    __table_args__ = (UniqueConstraint("lineage_id", "version"),)
+
+    consultation_id: Mapped[int] = mapped_column(BigId, ForeignKey("consultations.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(BigId, ForeignKey("patients.id"), index=True)
+    doctor_id: Mapped[int] = mapped_column(BigId, ForeignKey("doctors.id"), index=True)
+    # All versions of one prescription share the lineage id (the id of version 1).
+    lineage_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))
+    diagnosis_code: Mapped[str] = mapped_column(String(16))
+    diagnosis_text: Mapped[str] = mapped_column(Text)
+    chronic: Mapped[bool] = mapped_column(Boolean, default=False)
+    long_term: Mapped[bool] = mapped_column(Boolean, default=False)
+    extended_reason: Mapped[str | None] = mapped_column(Text)
+    guardian_present: Mapped[bool] = mapped_column(Boolean, default=False)
+    validity_days: Mapped[int] = mapped_column(Integer, default=1)
+    note: Mapped[str | None] = mapped_column(Text)
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    canonical: Mapped[str | None] = mapped_column(Text)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+
+
+class PrescriptionItem(IdMixin, Base):
+    __tablename__ = "prescription_items"
+    __table_args__ = (UniqueConstraint("prescription_id", "position"),)
+
+    prescription_id: Mapped[int] = mapped_column(BigId, ForeignKey("prescriptions.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    drug_id: Mapped[int] = mapped_column(BigId, ForeignKey("drugs.id"))
+    dose: Mapped[str] = mapped_column(String(24))  # a decimal, kept as its exact text
+    dose_unit: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(16))
+    frequency: Mapped[str] = mapped_column(String(8))
+    days: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(Integer)
+    instructions: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,70 @@
+"""Every query of the formulary and prescriptions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.kit.models import one_or_none
+from ehospital.prescriptions.models import DoctorKey, Drug, Prescription, PrescriptionItem
+
+
+class PrescriptionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj: Drug | DoctorKey | Prescription | PrescriptionItem) -> None:
+        self.session.add(obj)
+
+    async def drugs_by_code(self, codes: Sequence[str]) -> dict[str, Drug]:
+        rows = await self.session.scalars(select(Drug).where(Drug.code.in_(codes)))
+        return {d.code: d for d in rows}
+
+    async def drug_codes(self) -> set[str]:
+        return set(await self.session.scalars(select(Drug.code)))
+
+    async def drugs(self, ids: Sequence[int]) -> dict[int, Drug]:
+        return {d.id: d for d in await self.session.scalars(select(Drug).where(Drug.id.in_(ids)))}
+
+    async def search(self, text: str, limit: int) -> Sequence[Drug]:
+        like = f"%{text.lower()}%"
+        query = (
+            select(Drug)
+            .where(Drug.retired_at.is_(None))
+            .where(
+                Drug.generic_en.ilike(like) | Drug.generic_zh.like(f"%{text}%") | (Drug.atc == text.upper())
+            )
+            .order_by(Drug.generic_en, Drug.strength)
+            .limit(limit)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def prescription(self, prescription_id: int) -> Prescription | None:
+        return await self.session.get(Prescription, prescription_id)
+
+    async def items(self, prescription_id: int) -> Sequence[PrescriptionItem]:
+        return (
+            await self.session.scalars(
+                select(PrescriptionItem)
+                .where(PrescriptionItem.prescription_id == prescription_id)
+                .order_by(PrescriptionItem.position)
+            )
+        ).all()
+
+    async def replace_items(self, prescription_id: int, items: Sequence[PrescriptionItem]) -> None:
+        for old in await self.items(prescription_id):
+            await self.session.delete(old)
+        await self.session.flush()
+        self.session.add_all(items)
+        await self.session.flush()
+
+    async def key(self, fingerprint: str) -> DoctorKey | None:
+        return await self.session.get(DoctorKey, fingerprint)
+
+    async def key_of(self, doctor_id: int, fingerprint: str) -> DoctorKey | None:
+        return await one_or_none(
+            self.session,
+            select(DoctorKey).where(DoctorKey.doctor_id == doctor_id, DoctorKey.fingerprint == fingerprint),
+        )

@@ -1,0 +1,105 @@
+"""Prescription payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field
+
+from ehospital.kit.schemas import Input, Output
+from ehospital.prescriptions.rules import FREQUENCIES
+
+Frequency = Literal["qd", "bid", "tid", "qid", "q12h", "q8h", "q6h", "qn", "qw"]
+assert set(Frequency.__args__) == set(FREQUENCIES)  # type: ignore[attr-defined]
+
+
+class ItemIn(Input):
+    drug_code: str = Field(min_length=1, max_length=80)
+    dose: Decimal = Field(gt=0, le=100_000, max_digits=12, decimal_places=4)
+    dose_unit: Literal["g", "mg", "mcg", "mL", "units", "puff", "drop", "application", "patch"]
+    route: Literal[
+        "oral",
+        "topical",
+        "inhalation",
+        "subcutaneous",
+        "intravenous",
+        "intramuscular",
+        "transdermal",
+        "ophthalmic",
+        "nasal",
+        "rectal",
+    ]
+    frequency: Frequency
+    days: int = Field(ge=1, le=366)
+    quantity: int = Field(ge=1, le=10_000)
+    instructions: str = Field(default="", max_length=500)
+
+
+class PrescriptionIn(Input):
+    items: list[ItemIn] = Field(min_length=1, max_length=10)
+    chronic: bool = False
+    long_term: bool = Field(default=False, description="Stable chronic disease: up to 12 weeks")
+    extended_reason: str | None = Field(default=None, max_length=500)
+    guardian_present: bool = Field(default=False, description="Required for a patient under 6")
+    validity_days: Literal[1, 3] = 1
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class DrugRead(Output):
+    code: str
+    generic_en: str
+    generic_zh: str
+    form: str
+    strength: str
+    unit: str
+    route: str
+    atc: str
+    rx_only: bool
+    control: str
+    price_cents: int
+    category: str
+    retired: bool
+
+
+class ItemRead(Output):
+    position: int
+    drug: DrugRead
+    dose: str
+    dose_unit: str
+    route: str
+    frequency: str
+    days: int
+    quantity: int
+    instructions: str
+
+
+class PrescriptionRead(Output):
+    id: int
+    lineage_id: int | None
+    version: int
+    status: str
+    consultation_id: int
+    patient_id: int
+    doctor_id: int
+    diagnosis_code: str
+    diagnosis_text: str
+    chronic: bool
+    long_term: bool
+    extended_reason: str | None
+    guardian_present: bool
+    validity_days: int
+    note: str | None
+    created_at: datetime
+    signed_at: datetime | None
+    key_fingerprint: str | None
+    signature: str | None = Field(description="Ed25519 signature, base64")
+    items: list[ItemRead]
+
+
+class VerifyResult(Output):
+    prescription_id: int
+    valid: bool
+    key_fingerprint: str | None
+    reason: str | None = None

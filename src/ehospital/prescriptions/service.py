@@ -1,0 +1,331 @@
+"""Writing and signing prescriptions: rules only, no web framework."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.audit.service import record
+from ehospital.consultations.models import CHATTING_STATUSES
+from ehospital.consultations.repository import ConsultationRepository
+from ehospital.directory.repository import DirectoryRepository
+from ehospital.kit.context import Actor
+from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ehospital.kit.models import utcnow
+from ehospital.patients.models import Patient
+from ehospital.patients.service import age_on
+from ehospital.prescriptions import rules, signing
+from ehospital.prescriptions.models import DoctorKey, Drug, Prescription, PrescriptionItem, RxStatus
+from ehospital.prescriptions.repository import PrescriptionRepository
+from ehospital.prescriptions.schemas import DrugRead, ItemRead, PrescriptionIn, PrescriptionRead, VerifyResult
+
+
+class RulesFailed(Unprocessable):
+    """Signing refused: the body lists every rule broken, with its name and text."""
+
+    code = "prescription_rules_failed"
+
+
+def drug_read(drug: Drug) -> DrugRead:
+    return DrugRead.model_validate({**drug.__dict__, "retired": drug.retired_at is not None})
+
+
+def _not_found() -> NotFound:
+    return NotFound("no such prescription", code="prescription_not_found")
+
+
+class PrescriptionService:
+    def __init__(self, session: AsyncSession, keys: signing.KeyStore) -> None:
+        self.session = session
+        self.keys = keys
+        self.repo = PrescriptionRepository(session)
+        self.consultations = ConsultationRepository(session)
+        self.directory = DirectoryRepository(session)
+
+    # --- formulary --------------------------------------------------------------------------
+    async def search_drugs(self, text: str, limit: int = 20) -> list[DrugRead]:
+        return [drug_read(d) for d in await self.repo.search(text.strip(), limit)]
+
+    # --- writing ----------------------------------------------------------------------------
+    async def create(self, actor: Actor, consultation_id: int, data: PrescriptionIn) -> Prescription:
+        """A draft prescription in a consultation assigned to the (verified) doctor."""
+        if not actor.is_practising_doctor:
+            raise Forbidden("only verified doctors write prescriptions", code="not_a_practising_doctor")
+        consultation = await self.consultations.visible(actor, consultation_id)
+        if consultation is None:
+            raise NotFound("no such consultation", code="consultation_not_found")
+        if consultation.status not in CHATTING_STATUSES:
+            raise Conflict(f"the consultation is {consultation.status}", code="consultation_closed")
+        if not consultation.diagnosis_code or not consultation.diagnosis_text:
+            raise Conflict(
+                "record the consultation's diagnosis first: a prescription is linked to it",
+                code="diagnosis_required",
+            )
+        drugs = await self._drugs(data)
+        assert actor.doctor_id is not None
+        prescription = Prescription(
+            consultation_id=consultation.id,
+            patient_id=consultation.patient_id,
+            doctor_id=actor.doctor_id,
+            version=1,
+            status=RxStatus.DRAFT,
+            diagnosis_code=consultation.diagnosis_code,
+            diagnosis_text=consultation.diagnosis_text,
+            **data.model_dump(exclude={"items"}),
+        )
+        self.repo.add(prescription)
+        await self.session.flush()
+        prescription.lineage_id = prescription.id
+        await self.repo.replace_items(prescription.id, _items(prescription.id, data, drugs))
+        record(
+            self.session, actor, "create", "prescription", prescription.id, patient_id=prescription.patient_id
+        )
+        return prescription
+
+    async def update(self, actor: Actor, prescription_id: int, data: PrescriptionIn) -> Prescription:
+        """Change a draft (a signed prescription is never changed: revise it instead)."""
+        prescription = await self._mine(actor, prescription_id)
+        if prescription.status != RxStatus.DRAFT:
+            raise Conflict("a signed prescription cannot change; revise it", code="prescription_signed")
+        drugs = await self._drugs(data)
+        for key, value in data.model_dump(exclude={"items"}).items():
+            setattr(prescription, key, value)
+        await self.repo.replace_items(prescription.id, _items(prescription.id, data, drugs))
+        record(
+            self.session, actor, "update", "prescription", prescription.id, patient_id=prescription.patient_id
+        )
+        return prescription
+
+    async def _drugs(self, data: PrescriptionIn) -> dict[str, Drug]:
+        codes = [item.drug_code for item in data.items]
+        found = await self.repo.drugs_by_code(codes)
+        unknown = sorted(set(codes) - set(found))
+        if unknown:
+            raise Unprocessable("unknown drugs", code="unknown_drug", codes=unknown)
+        return found
+
+    # --- signing ----------------------------------------------------------------------------
+    async def check(self, actor: Actor, prescription_id: int) -> list[rules.RuleFailure]:
+        """The regulatory rules the draft still breaks (what the pad shows inline)."""
+        prescription = await self._mine(actor, prescription_id)
+        return await self._failures(prescription)
+
+    async def sign(self, actor: Actor, prescription_id: int) -> Prescription:
+        """Check the rules and sign with the doctor's key; refused with every failed rule."""
+        prescription = await self._mine(actor, prescription_id)
+        if prescription.status != RxStatus.DRAFT:
+            raise Conflict(
+                f"the prescription is {prescription.status}", code="invalid_state", state=prescription.status
+            )
+        consultation = await self.consultations.visible(actor, prescription.consultation_id)
+        if consultation is None or consultation.status not in CHATTING_STATUSES:
+            raise Conflict("the consultation is no longer open", code="consultation_closed")
+        failures = await self._failures(prescription)
+        if failures:
+            raise RulesFailed(
+                "the prescription breaks prescribing rules", failures=[f.as_dict() for f in failures]
+            )
+        assert actor.doctor_id is not None
+        key = self.keys.private_key(actor.doctor_id)
+        public = signing.public_bytes(key)
+        fingerprint = signing.fingerprint(public)
+        if await self.repo.key_of(actor.doctor_id, fingerprint) is None:
+            self.repo.add(DoctorKey(fingerprint=fingerprint, doctor_id=actor.doctor_id, public_key=public))
+        prescription.signed_at = utcnow()
+        prescription.key_fingerprint = fingerprint
+        prescription.status = RxStatus.SIGNED
+        document = signing.canonical_bytes(await self.document(prescription))
+        prescription.canonical = document.decode()
+        prescription.signature = key.sign(document)
+        await self.session.flush()
+        record(
+            self.session, actor, "sign", "prescription", prescription.id, patient_id=prescription.patient_id
+        )
+        return prescription
+
+    async def _failures(self, prescription: Prescription) -> list[rules.RuleFailure]:
+        patient = await self.session.get(Patient, prescription.patient_id)
+        assert patient is not None
+        items = await self.repo.items(prescription.id)
+        drugs = await self.repo.drugs([i.drug_id for i in items])
+        facts = rules.RxFacts(
+            items=tuple(
+                rules.ItemFacts(
+                    drug=rules.DrugFacts(
+                        code=d.code,
+                        name=f"{d.generic_en} {d.strength}{d.unit}",
+                        form=d.form,
+                        strength=Decimal(d.strength),
+                        unit=d.unit,
+                        route=d.route,
+                        control=d.control,
+                        retired=d.retired_at is not None,
+                    ),
+                    dose=Decimal(i.dose),
+                    dose_unit=i.dose_unit,
+                    route=i.route,
+                    frequency=i.frequency,
+                    days=i.days,
+                    quantity=i.quantity,
+                )
+                for i in items
+                for d in [drugs[i.drug_id]]
+            ),
+            patient_age=age_on(patient.birth_date, date.today()),
+            chronic=prescription.chronic,
+            long_term=prescription.long_term,
+            extended_reason=prescription.extended_reason,
+            guardian_present=prescription.guardian_present,
+        )
+        return rules.check(facts)
+
+    async def document(self, prescription: Prescription) -> dict[str, Any]:
+        """What the signature covers: everything a pharmacist and the patient rely on."""
+        patient = await self.session.get(Patient, prescription.patient_id)
+        doctor = await self.directory.doctor(prescription.doctor_id)
+        assert patient is not None and doctor is not None and prescription.signed_at is not None
+        items = await self.repo.items(prescription.id)
+        drugs = await self.repo.drugs([i.drug_id for i in items])
+        return {
+            "prescription": {
+                "id": prescription.id,
+                "lineage_id": prescription.lineage_id,
+                "version": prescription.version,
+            },
+            "consultation_id": prescription.consultation_id,
+            "patient": {
+                "id": patient.id,
+                "name": patient.name,
+                "sex": patient.sex,
+                "birth_date": patient.birth_date.isoformat(),
+            },
+            "doctor": {"id": doctor.id, "name": doctor.name, "licence_number": doctor.licence_number},
+            "diagnosis": {"code": prescription.diagnosis_code, "text": prescription.diagnosis_text},
+            "chronic": prescription.chronic,
+            "long_term": prescription.long_term,
+            "extended_reason": prescription.extended_reason,
+            "guardian_present": prescription.guardian_present,
+            "validity_days": prescription.validity_days,
+            "note": prescription.note,
+            "signed_at": prescription.signed_at.isoformat(timespec="microseconds"),
+            "key_fingerprint": prescription.key_fingerprint,
+            "items": [
+                {
+                    "position": i.position,
+                    "drug": {
+                        "code": d.code,
+                        "generic_en": d.generic_en,
+                        "generic_zh": d.generic_zh,
+                        "form": d.form,
+                        "strength": d.strength,
+                        "unit": d.unit,
+                        "atc": d.atc,
+                    },
+                    "dose": i.dose,
+                    "dose_unit": i.dose_unit,
+                    "route": i.route,
+                    "frequency": i.frequency,
+                    "days": i.days,
+                    "quantity": i.quantity,
+                    "instructions": i.instructions,
+                }
+                for i in items
+                for d in [drugs[i.drug_id]]
+            ],
+        }
+
+    async def verify(self, prescription_id: int) -> VerifyResult:
+        """Check the stored signature against the doctor's registered public key and the data."""
+        prescription = await self.repo.prescription(prescription_id)
+        if prescription is None:
+            raise _not_found()
+        if prescription.signature is None or prescription.key_fingerprint is None:
+            return VerifyResult(
+                prescription_id=prescription.id, valid=False, key_fingerprint=None, reason="not signed"
+            )
+        key = await self.repo.key_of(prescription.doctor_id, prescription.key_fingerprint)
+        if key is None:
+            reason = "the signing key is not registered to the prescribing doctor"
+            return VerifyResult(
+                prescription_id=prescription.id,
+                valid=False,
+                key_fingerprint=prescription.key_fingerprint,
+                reason=reason,
+            )
+        document = signing.canonical_bytes(await self.document(prescription))
+        valid = signing.verify(key.public_key, document, prescription.signature)
+        return VerifyResult(
+            prescription_id=prescription.id,
+            valid=valid,
+            key_fingerprint=prescription.key_fingerprint,
+            reason=None if valid else "the prescription or its signature was altered",
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+    async def get(self, actor: Actor, prescription_id: int) -> Prescription:
+        """A prescription of a consultation the actor may see."""
+        prescription = await self.repo.prescription(prescription_id)
+        if (
+            prescription is None
+            or await self.consultations.visible(actor, prescription.consultation_id) is None
+        ):
+            raise _not_found()
+        if actor.is_patient and prescription.status == RxStatus.DRAFT:
+            raise _not_found()  # the patient sees what the doctor signed
+        record(
+            self.session, actor, "read", "prescription", prescription.id, patient_id=prescription.patient_id
+        )
+        return prescription
+
+    async def _mine(self, actor: Actor, prescription_id: int) -> Prescription:
+        prescription = await self.repo.prescription(prescription_id)
+        if (
+            prescription is None
+            or not actor.is_practising_doctor
+            or prescription.doctor_id != actor.doctor_id
+        ):
+            raise _not_found()
+        return prescription
+
+    async def describe(self, prescription: Prescription) -> PrescriptionRead:
+        items = await self.repo.items(prescription.id)
+        drugs = await self.repo.drugs([i.drug_id for i in items])
+        return PrescriptionRead.model_validate(
+            {
+                **{
+                    k: getattr(prescription, k)
+                    for k in PrescriptionRead.model_fields
+                    if k not in ("items", "signature")
+                },
+                "signature": base64.b64encode(prescription.signature).decode()
+                if prescription.signature
+                else None,
+                "items": [
+                    ItemRead.model_validate({**i.__dict__, "drug": drug_read(drugs[i.drug_id])})
+                    for i in items
+                ],
+            }
+        )
+
+
+def _items(prescription_id: int, data: PrescriptionIn, drugs: dict[str, Drug]) -> Sequence[PrescriptionItem]:
+    return [
+        PrescriptionItem(
+            prescription_id=prescription_id,
+            position=n,
+            drug_id=drugs[item.drug_code].id,
+            dose=str(item.dose.normalize()),
+            dose_unit=item.dose_unit,
+            route=item.route,
+            frequency=item.frequency,
+            days=item.days,
+            quantity=item.quantity,
+            instructions=item.instructions,
+        )
+        for n, item in enumerate(data.items, start=1)
+    ]
