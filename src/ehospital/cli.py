@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ehospital.config import Settings, get_settings
 from ehospital.db import create_engine, create_sessionmaker, migrate, session_scope
+from ehospital.kit.errors import DomainError
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,6 +114,33 @@ def _cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_rx_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ehospital.prescriptions.service import PrescriptionService
+    from ehospital.prescriptions.signing import KeyStore
+
+    migrate(settings.resolved_database_url())
+
+    async def run() -> dict[str, object]:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                result = await PrescriptionService(session, KeyStore(settings.key_dir)).verify(args.id)
+                return result.model_dump()
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except DomainError as exc:
+        print(f"ehospital: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    if not result["valid"]:
+        print(f"prescription {args.id}: signature NOT valid: {result['reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ehospital", description="ehospital internet hospital")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the hash chain; exit 1 at the first broken link")
     verify.add_argument("--no-seal", action="store_true", help="do not chain pending rows first")
     verify.set_defaults(func=_cmd_audit_verify)
+
+    rx = sub.add_parser("rx", help="prescriptions")
+    rx_sub = rx.add_subparsers(dest="rx_command", required=True)
+    rx_verify = rx_sub.add_parser(
+        "verify", help="check a prescription's signature; exit 1 if it is not valid"
+    )
+    rx_verify.add_argument("id", type=int, help="prescription id")
+    rx_verify.set_defaults(func=_cmd_rx_verify)
     return parser
 
 
