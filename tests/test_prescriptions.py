@@ -77,7 +77,7 @@ async def diagnosed(client: httpx.AsyncClient, world: World) -> int:
 
 
 async def draft(client: httpx.AsyncClient, world: World, cid: int, **body: Any) -> httpx.Response:
-    payload = {"items": [item()], **body}
+    payload = {"pharmacy_id": world.pharmacy.id, "items": [item()], **body}
     return await client.post(
         f"/api/v1/consultations/{cid}/prescriptions", headers=world.dr_dia.headers, json=payload
     )
@@ -101,7 +101,11 @@ async def test_write_sign_and_verify(client: httpx.AsyncClient, world: World, fo
     signed = await sign(client, world, rx["id"])
     assert signed.status_code == 200, signed.text
     body = signed.json()
-    assert body["status"] == "signed" and body["signed_at"] and len(base64.b64decode(body["signature"])) == 64
+    assert (
+        body["status"] == "auto_checked"
+        and body["signed_at"]
+        and len(base64.b64decode(body["signature"])) == 64
+    )
     for who in (world.alice, world.dr_dia):
         r = await client.get(f"/api/v1/prescriptions/{rx['id']}/verify", headers=who.headers)
         assert r.json()["valid"] is True and r.json()["key_fingerprint"] == body["key_fingerprint"]
@@ -137,11 +141,13 @@ async def test_a_signed_prescription_never_changes(
     rx_id = (await draft(client, world, cid)).json()["id"]
     assert (await sign(client, world, rx_id)).status_code == 200
     r = await client.put(
-        f"/api/v1/prescriptions/{rx_id}", headers=world.dr_dia.headers, json={"items": [item()]}
+        f"/api/v1/prescriptions/{rx_id}",
+        headers=world.dr_dia.headers,
+        json={"pharmacy_id": world.pharmacy.id, "items": [item()]},
     )
     assert r.status_code == 409 and r.json()["error"]["code"] == "prescription_signed"
     r = await sign(client, world, rx_id)
-    assert r.status_code == 409 and r.json()["error"]["details"]["state"] == "signed"
+    assert r.status_code == 409 and r.json()["error"]["details"]["state"] == "auto_checked"
 
 
 async def rule_names(client: httpx.AsyncClient, world: World, cid: int, **body: Any) -> list[str]:
@@ -251,7 +257,9 @@ async def test_who_may_write_sign_and_read(client: httpx.AsyncClient, world: Wor
     cid = await diagnosed(client, world)
     for who in (world.dr_dia2, world.dr_skin, world.alice, world.pharmacist):
         r = await client.post(
-            f"/api/v1/consultations/{cid}/prescriptions", headers=who.headers, json={"items": [item()]}
+            f"/api/v1/consultations/{cid}/prescriptions",
+            headers=who.headers,
+            json={"pharmacy_id": world.pharmacy.id, "items": [item()]},
         )
         assert r.status_code in (403, 404), who.account.username
     rx_id = (await draft(client, world, cid)).json()["id"]
@@ -285,3 +293,19 @@ async def test_drug_search(client: httpx.AsyncClient, world: World, formulary: N
 def test_canonical_form_is_stable() -> None:
     a = canonical_bytes({"b": 1, "a": ["x", {"d": None, "c": True}], "z": "二甲双胍"})
     assert a == '{"a":["x",{"c":true,"d":null}],"b":1,"z":"二甲双胍"}'.encode()
+
+
+async def test_the_shipped_formulary_loads_and_is_searchable(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    from ehospital.prescriptions.formulary import read_formulary, sync_formulary
+
+    rows = read_formulary()
+    assert len(rows) >= 200 and all("E" not in r.strength for r in rows)
+    added = await sync_formulary(session)
+    assert added == len(rows)
+    assert await sync_formulary(session) == 0  # idempotent
+    await session.commit()
+    found = (await client.get("/api/v1/drugs?q=二甲双胍")).json()
+    assert found and all(d["atc"] == "A10BA02" for d in found)
+    assert any(d["strength"] == "500" and d["form"] == "tablet" for d in found)

@@ -54,10 +54,14 @@ def test_rx_verify_checks_the_signature(tmp_path: Path) -> None:
             headers=doctor,
             json={"code": "E11.9", "text": "T2DM"},
         )
+        pharmacy = next(
+            o["id"] for o in client.get("/api/v1/organisations").json() if o["kind"] == "pharmacy"
+        )
         rx = client.post(
             f"/api/v1/consultations/{c['id']}/prescriptions",
             headers=doctor,
             json={
+                "pharmacy_id": pharmacy,
                 "items": [
                     {
                         "drug_code": "cli-metformin",
@@ -68,7 +72,7 @@ def test_rx_verify_checks_the_signature(tmp_path: Path) -> None:
                         "days": 7,
                         "quantity": 14,
                     }
-                ]
+                ],
             },
         ).json()
         assert client.post(f"/api/v1/prescriptions/{rx['id']}/sign", headers=doctor).status_code == 200

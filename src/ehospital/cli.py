@@ -22,6 +22,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     migrate(settings.resolved_database_url())
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_sync_formulary(settings))
     if args.workers > 1:
         uvicorn.run(
             "ehospital.main:create_app",
@@ -43,6 +44,18 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             access_log=args.access_log,
         )
     return 0
+
+
+async def _sync_formulary(settings: Settings) -> None:
+    """The drugs shipped with this version, added to the database before serving."""
+    from ehospital.prescriptions.formulary import sync_formulary
+
+    engine = create_engine(settings)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            await sync_formulary(session)
+    finally:
+        await engine.dispose()
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

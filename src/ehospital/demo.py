@@ -23,6 +23,7 @@ from ehospital.directory.repository import DirectoryRepository
 from ehospital.kit import resident_id
 from ehospital.kit.models import utcnow
 from ehospital.patients.models import Patient, Relationship
+from ehospital.prescriptions.formulary import sync_formulary
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def _password(username: str) -> str:
 
 async def seed_demo(session: AsyncSession) -> bool:
     """Create the demo data unless it is already there; True when it was created."""
+    await sync_formulary(session)  # new drugs of an upgrade arrive in existing demos too
     directory = DirectoryRepository(session)
     if await directory.centre_by_code("diabetes") is not None:
         return False

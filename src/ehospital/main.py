@@ -33,6 +33,7 @@ from ehospital.kit.errors import DomainError
 from ehospital.kit.storage import LocalFileStore
 from ehospital.patients.router import router as patients_router
 from ehospital.prescriptions.router import router as prescriptions_router
+from ehospital.prescriptions.service import PrescriptionService
 from ehospital.prescriptions.signing import KeyStore
 
 log = logging.getLogger("ehospital")
@@ -265,3 +266,5 @@ async def _sweep(runtime: Runtime) -> None:
 async def _expire(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
         await ConsultationService(session, runtime.settings, runtime.files).expire_due()
+    async with session_scope(runtime.sessionmaker) as session:
+        await PrescriptionService(session, runtime.keys).expire_due()

@@ -6,7 +6,7 @@ from ehospital.consultations.models import Attachment, Consultation, Message
 from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, Pharmacist, RosterSlot
 from ehospital.kit.models import Base
 from ehospital.patients.models import Patient
-from ehospital.prescriptions.models import DoctorKey, Drug, Prescription, PrescriptionItem
+from ehospital.prescriptions.models import DoctorKey, Drug, Finding, Prescription, PrescriptionItem, RxEvent
 
 __all__ = [
     "AccessToken",
@@ -20,6 +20,7 @@ __all__ = [
     "Doctor",
     "DoctorKey",
     "Drug",
+    "Finding",
     "LoginAttempt",
     "Message",
     "Organisation",
@@ -28,4 +29,5 @@ __all__ = [
     "Prescription",
     "PrescriptionItem",
     "RosterSlot",
+    "RxEvent",
 ]

@@ -25,8 +25,45 @@ class Control(StrEnum):
 class RxStatus(StrEnum):
     DRAFT = "draft"
     SIGNED = "signed"
-    SUPERSEDED = "superseded"
+    AUTO_CHECKED = "auto_checked"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RETURNED = "returned"
+    PAID = "paid"
+    DISPENSED = "dispensed"
+    DELIVERED = "delivered"
     WITHDRAWN = "withdrawn"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+# The only moves the server allows; anything else is 409 with the current state.
+TRANSITIONS: dict[RxStatus, frozenset[RxStatus]] = {
+    RxStatus.DRAFT: frozenset({RxStatus.SIGNED, RxStatus.WITHDRAWN}),
+    RxStatus.SIGNED: frozenset({RxStatus.AUTO_CHECKED}),
+    RxStatus.AUTO_CHECKED: frozenset(
+        {RxStatus.APPROVED, RxStatus.REJECTED, RxStatus.RETURNED, RxStatus.WITHDRAWN, RxStatus.EXPIRED}
+    ),
+    RxStatus.RETURNED: frozenset(
+        {RxStatus.AUTO_CHECKED, RxStatus.SUPERSEDED, RxStatus.WITHDRAWN, RxStatus.EXPIRED}
+    ),
+    RxStatus.APPROVED: frozenset({RxStatus.PAID, RxStatus.CANCELLED, RxStatus.EXPIRED}),
+    RxStatus.PAID: frozenset({RxStatus.DISPENSED}),
+    RxStatus.DISPENSED: frozenset({RxStatus.DELIVERED}),
+}
+
+
+class Severity(StrEnum):
+    """Trade severity levels (CDS Hooks: critical / warning / info)."""
+
+    CONTRAINDICATED = "contraindicated"
+    MAJOR = "major"
+    MODERATE = "moderate"
+    MINOR = "minor"
+
+
+SEVERITY_RANK = {Severity.CONTRAINDICATED: 4, Severity.MAJOR: 3, Severity.MODERATE: 2, Severity.MINOR: 1}
 
 
 class Drug(IdMixin, CreatedMixin, Base):
@@ -80,6 +117,10 @@ class Prescription(IdMixin, CreatedMixin, Base):
     extended_reason: Mapped[str | None] = mapped_column(Text)
     guardian_present: Mapped[bool] = mapped_column(Boolean, default=False)
     validity_days: Mapped[int] = mapped_column(Integer, default=1)
+    pharmacy_id: Mapped[int] = mapped_column(BigId, ForeignKey("organisations.id"), index=True)
+    # Highest severity the automatic check found (0 none … 4 contraindicated): orders the queue.
+    severity_rank: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     key_fingerprint: Mapped[str | None] = mapped_column(String(64))
@@ -101,3 +142,31 @@ class PrescriptionItem(IdMixin, Base):
     days: Mapped[int] = mapped_column(Integer)
     quantity: Mapped[int] = mapped_column(Integer)
     instructions: Mapped[str] = mapped_column(Text, default="")
+
+
+class Finding(IdMixin, CreatedMixin, Base):
+    """What the automatic check found: stored with the prescription for the pharmacist."""
+
+    __tablename__ = "prescription_findings"
+
+    prescription_id: Mapped[int] = mapped_column(BigId, ForeignKey("prescriptions.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text, default="")  # JSON
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class RxEvent(IdMixin, Base):
+    """One step of a prescription's story: who moved it from which state to which, and why."""
+
+    __tablename__ = "prescription_events"
+
+    prescription_id: Mapped[int] = mapped_column(BigId, ForeignKey("prescriptions.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id"))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)

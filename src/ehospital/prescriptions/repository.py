@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.kit.models import one_or_none
-from ehospital.prescriptions.models import DoctorKey, Drug, Prescription, PrescriptionItem
+from ehospital.prescriptions.models import (
+    DoctorKey,
+    Drug,
+    Finding,
+    Prescription,
+    PrescriptionItem,
+    RxEvent,
+    RxStatus,
+)
 
 
 class PrescriptionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, obj: Drug | DoctorKey | Prescription | PrescriptionItem) -> None:
+    def add(self, obj: Drug | DoctorKey | Prescription | PrescriptionItem | Finding | RxEvent) -> None:
         self.session.add(obj)
 
     async def drugs_by_code(self, codes: Sequence[str]) -> dict[str, Drug]:
@@ -68,3 +77,53 @@ class PrescriptionRepository:
             self.session,
             select(DoctorKey).where(DoctorKey.doctor_id == doctor_id, DoctorKey.fingerprint == fingerprint),
         )
+
+    async def findings(self, prescription_id: int) -> Sequence[Finding]:
+        return (
+            await self.session.scalars(
+                select(Finding).where(Finding.prescription_id == prescription_id).order_by(Finding.id)
+            )
+        ).all()
+
+    async def events(self, prescription_id: int) -> Sequence[RxEvent]:
+        return (
+            await self.session.scalars(
+                select(RxEvent).where(RxEvent.prescription_id == prescription_id).order_by(RxEvent.id)
+            )
+        ).all()
+
+    async def review_queue(self, pharmacy_id: int, limit: int) -> Sequence[Prescription]:
+        """Waiting for this pharmacy's pharmacist: most severe findings first, then oldest."""
+        return (
+            await self.session.scalars(
+                select(Prescription)
+                .where(Prescription.pharmacy_id == pharmacy_id, Prescription.status == RxStatus.AUTO_CHECKED)
+                .order_by(Prescription.severity_rank.desc(), Prescription.signed_at, Prescription.id)
+                .limit(limit)
+            )
+        ).all()
+
+    async def for_update(self, prescription_id: int) -> Prescription | None:
+        """The prescription's row, locked: two pharmacists (or a pharmacist and the doctor) cannot
+        move it at the same moment."""
+        query = select(Prescription).where(Prescription.id == prescription_id).with_for_update()
+        return await one_or_none(self.session, query.execution_options(populate_existing=True))
+
+    async def due_to_expire(self, now: datetime) -> Sequence[Prescription]:
+        open_states = [RxStatus.AUTO_CHECKED, RxStatus.RETURNED, RxStatus.APPROVED]
+        return (
+            await self.session.scalars(
+                select(Prescription).where(
+                    Prescription.status.in_(open_states), Prescription.expires_at <= now
+                )
+            )
+        ).all()
+
+    async def versions(self, lineage_id: int) -> Sequence[Prescription]:
+        return (
+            await self.session.scalars(
+                select(Prescription)
+                .where(Prescription.lineage_id == lineage_id)
+                .order_by(Prescription.version)
+            )
+        ).all()

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, status
 
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep
 from ehospital.kit.schemas import IdPath
-from ehospital.prescriptions.schemas import DrugRead, PrescriptionIn, PrescriptionRead, VerifyResult
+from ehospital.prescriptions.schemas import (
+    DrugRead,
+    PrescriptionIn,
+    PrescriptionRead,
+    QueueEntry,
+    ReviewIn,
+    TextIn,
+    VerifyResult,
+)
 from ehospital.prescriptions.service import PrescriptionService
 
 router = APIRouter(prefix="/api/v1", tags=["prescriptions"])
@@ -94,3 +102,54 @@ async def verify_prescription(
     service = _service(session, runtime)
     await service.get(actor, prescription_id)
     return await service.verify(prescription_id)
+
+
+@router.get("/pharmacy/reviews", response_model=list[QueueEntry])
+async def review_queue(
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[QueueEntry]:
+    """Prescriptions waiting for your pharmacy's review: most severe findings first (pharmacists)."""
+    return await _service(session, runtime).review_queue(actor, limit)
+
+
+@router.post("/prescriptions/{prescription_id}/review", response_model=PrescriptionRead)
+async def review_prescription(
+    prescription_id: IdPath, data: ReviewIn, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> PrescriptionRead:
+    """Approve, reject with a reason, or return to the doctor with a question (pharmacists)."""
+    service = _service(session, runtime)
+    return await service.describe(await service.review(actor, prescription_id, data))
+
+
+@router.post("/prescriptions/{prescription_id}/answer", response_model=PrescriptionRead)
+async def answer_prescription(
+    prescription_id: IdPath, data: TextIn, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> PrescriptionRead:
+    """Answer the pharmacist's question; the prescription goes back to review unchanged."""
+    service = _service(session, runtime)
+    return await service.describe(await service.answer(actor, prescription_id, data.text))
+
+
+@router.post("/prescriptions/{prescription_id}/withdraw", response_model=PrescriptionRead)
+async def withdraw_prescription(
+    prescription_id: IdPath, data: TextIn, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> PrescriptionRead:
+    """Withdraw your prescription before it is approved."""
+    service = _service(session, runtime)
+    return await service.describe(await service.withdraw(actor, prescription_id, data.text))
+
+
+@router.post(
+    "/prescriptions/{prescription_id}/revise",
+    response_model=PrescriptionRead,
+    status_code=status.HTTP_201_CREATED,
+)
+async def revise_prescription(
+    prescription_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> PrescriptionRead:
+    """Start a new version of a returned prescription (a draft to change and sign)."""
+    service = _service(session, runtime)
+    return await service.describe(await service.revise(actor, prescription_id))

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ehospital.kit.schemas import Input, Output
+from ehospital.kit.schemas import DbId, Input, Output
 from ehospital.prescriptions.rules import FREQUENCIES
 
 Frequency = Literal["qd", "bid", "tid", "qid", "q12h", "q8h", "q6h", "qn", "qw"]
@@ -38,6 +38,7 @@ class ItemIn(Input):
 
 
 class PrescriptionIn(Input):
+    pharmacy_id: DbId = Field(description="The pharmacy whose pharmacist reviews and dispenses it")
     items: list[ItemIn] = Field(min_length=1, max_length=10)
     chronic: bool = False
     long_term: bool = Field(default=False, description="Stable chronic disease: up to 12 weeks")
@@ -75,6 +76,14 @@ class ItemRead(Output):
     instructions: str
 
 
+class FindingRead(Output):
+    rule: str
+    severity: str
+    message: str
+    source: str
+    evidence: str
+
+
 class PrescriptionRead(Output):
     id: int
     lineage_id: int | None
@@ -90,12 +99,34 @@ class PrescriptionRead(Output):
     extended_reason: str | None
     guardian_present: bool
     validity_days: int
+    pharmacy_id: int
+    expires_at: datetime | None
     note: str | None
     created_at: datetime
     signed_at: datetime | None
     key_fingerprint: str | None
     signature: str | None = Field(description="Ed25519 signature, base64")
     items: list[ItemRead]
+    findings: list[FindingRead] = Field(default_factory=list)
+
+
+class ReviewIn(Input):
+    decision: Literal["approve", "reject", "return"]
+    reason: str | None = Field(default=None, max_length=1000, description="Required to reject or return")
+
+
+class TextIn(Input):
+    text: str = Field(min_length=2, max_length=1000)
+
+
+class QueueEntry(Output):
+    id: int
+    version: int
+    severity_rank: int
+    signed_at: datetime | None
+    expires_at: datetime | None
+    diagnosis_code: str
+    items: int
 
 
 class VerifyResult(Output):

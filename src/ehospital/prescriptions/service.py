@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
+from ehospital.auth.models import Role
 from ehospital.consultations.models import CHATTING_STATUSES
 from ehospital.consultations.repository import ConsultationRepository
+from ehospital.directory.models import OrganisationKind
 from ehospital.directory.repository import DirectoryRepository
-from ehospital.kit.context import Actor
+from ehospital.kit.context import SYSTEM, Actor
 from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ehospital.kit.models import utcnow
 from ehospital.patients.models import Patient
 from ehospital.patients.service import age_on
-from ehospital.prescriptions import rules, signing
-from ehospital.prescriptions.models import DoctorKey, Drug, Prescription, PrescriptionItem, RxStatus
+from ehospital.prescriptions import checks, rules, signing
+from ehospital.prescriptions.models import (
+    SEVERITY_RANK,
+    TRANSITIONS,
+    DoctorKey,
+    Drug,
+    Finding,
+    Prescription,
+    PrescriptionItem,
+    RxEvent,
+    RxStatus,
+)
 from ehospital.prescriptions.repository import PrescriptionRepository
-from ehospital.prescriptions.schemas import DrugRead, ItemRead, PrescriptionIn, PrescriptionRead, VerifyResult
+from ehospital.prescriptions.schemas import (
+    DrugRead,
+    FindingRead,
+    ItemRead,
+    PrescriptionIn,
+    PrescriptionRead,
+    QueueEntry,
+    ReviewIn,
+    VerifyResult,
+)
 
 
 class RulesFailed(Unprocessable):
@@ -67,6 +89,7 @@ class PrescriptionService:
                 code="diagnosis_required",
             )
         drugs = await self._drugs(data)
+        await self._check_pharmacy(data.pharmacy_id)
         assert actor.doctor_id is not None
         prescription = Prescription(
             consultation_id=consultation.id,
@@ -93,6 +116,7 @@ class PrescriptionService:
         if prescription.status != RxStatus.DRAFT:
             raise Conflict("a signed prescription cannot change; revise it", code="prescription_signed")
         drugs = await self._drugs(data)
+        await self._check_pharmacy(data.pharmacy_id)
         for key, value in data.model_dump(exclude={"items"}).items():
             setattr(prescription, key, value)
         await self.repo.replace_items(prescription.id, _items(prescription.id, data, drugs))
@@ -100,6 +124,11 @@ class PrescriptionService:
             self.session, actor, "update", "prescription", prescription.id, patient_id=prescription.patient_id
         )
         return prescription
+
+    async def _check_pharmacy(self, pharmacy_id: int) -> None:
+        pharmacy = await self.directory.organisation(pharmacy_id)
+        if pharmacy is None or pharmacy.kind != OrganisationKind.PHARMACY:
+            raise Unprocessable("no such pharmacy", code="pharmacy_not_found")
 
     async def _drugs(self, data: PrescriptionIn) -> dict[str, Drug]:
         codes = [item.drug_code for item in data.items]
@@ -138,15 +167,186 @@ class PrescriptionService:
             self.repo.add(DoctorKey(fingerprint=fingerprint, doctor_id=actor.doctor_id, public_key=public))
         prescription.signed_at = utcnow()
         prescription.key_fingerprint = fingerprint
-        prescription.status = RxStatus.SIGNED
+        prescription.expires_at = expiry_of(prescription.signed_at, prescription.validity_days)
+        self._move(actor, prescription, RxStatus.SIGNED, "sign")
         document = signing.canonical_bytes(await self.document(prescription))
         prescription.canonical = document.decode()
         prescription.signature = key.sign(document)
+        await self._supersede_earlier(actor, prescription)
+        await self._auto_check(actor, prescription)
         await self.session.flush()
-        record(
-            self.session, actor, "sign", "prescription", prescription.id, patient_id=prescription.patient_id
-        )
         return prescription
+
+    async def _auto_check(self, actor: Actor, prescription: Prescription) -> None:
+        """Run every checker, store its findings, and put the prescription in review."""
+        patient = await self.session.get(Patient, prescription.patient_id)
+        assert patient is not None
+        items = await self.repo.items(prescription.id)
+        drugs = await self.repo.drugs([i.drug_id for i in items])
+        facts = checks.CheckInput(
+            items=tuple(
+                checks.CheckedItem(
+                    i.position,
+                    drugs[i.drug_id].code,
+                    drugs[i.drug_id].generic_en,
+                    drugs[i.drug_id].atc,
+                    i.days,
+                )
+                for i in items
+            ),
+            patient_age=age_on(patient.birth_date, date.today()),
+            chronic=prescription.chronic,
+            long_term=prescription.long_term,
+            extended_reason=prescription.extended_reason,
+            guardian_present=prescription.guardian_present,
+            validity_days=prescription.validity_days,
+        )
+        rank = 0
+        for checker in checks.CHECKERS:
+            for found in checker(facts):
+                self.repo.add(
+                    Finding(
+                        prescription_id=prescription.id,
+                        rule=found.rule,
+                        severity=str(found.severity),
+                        message=found.message,
+                        evidence=json.dumps(found.evidence, ensure_ascii=False, sort_keys=True),
+                        source=found.source,
+                    )
+                )
+                rank = max(rank, SEVERITY_RANK[found.severity])
+        prescription.severity_rank = rank
+        self._move(actor, prescription, RxStatus.AUTO_CHECKED, "auto_check", f"highest severity rank {rank}")
+
+    async def _supersede_earlier(self, actor: Actor, prescription: Prescription) -> None:
+        """Signing version n retires the returned version it revises."""
+        if prescription.version > 1 and prescription.lineage_id is not None:
+            for earlier in await self.repo.versions(prescription.lineage_id):
+                if earlier.id != prescription.id and earlier.status == RxStatus.RETURNED:
+                    self._move(
+                        actor, earlier, RxStatus.SUPERSEDED, "revise", f"replaced by #{prescription.id}"
+                    )
+
+    def _move(
+        self, actor: Actor, prescription: Prescription, to: RxStatus, action: str, text: str | None = None
+    ) -> None:
+        """The one place a prescription changes state: checks the move, records the event and audit."""
+        current = RxStatus(prescription.status)
+        if to not in TRANSITIONS.get(current, frozenset()):
+            raise Conflict(
+                f"a prescription that is {current} cannot become {to}",
+                code="invalid_transition",
+                state=str(current),
+                requested=str(to),
+            )
+        prescription.status = to
+        self.repo.add(
+            RxEvent(
+                prescription_id=prescription.id,
+                at=utcnow(),
+                actor_id=actor.account_id or None,
+                actor_role=str(actor.role) if actor.account_id else "system",
+                action=action,
+                from_status=str(current),
+                to_status=str(to),
+                text=text,
+            )
+        )
+        record(
+            self.session, actor, action, "prescription", prescription.id, patient_id=prescription.patient_id
+        )
+
+    # --- pharmacist review -------------------------------------------------------------------
+    def _pharmacy_of(self, actor: Actor) -> int:
+        if actor.role is not Role.PHARMACIST or actor.organisation_id is None:
+            raise Forbidden("only pharmacists review prescriptions", code="not_a_pharmacist")
+        return actor.organisation_id
+
+    async def review_queue(self, actor: Actor, limit: int = 50) -> list[QueueEntry]:
+        """Prescriptions waiting for this pharmacy: most severe findings first, then the oldest."""
+        pharmacy_id = self._pharmacy_of(actor)
+        found = await self.repo.review_queue(pharmacy_id, limit)
+        record(self.session, actor, "list", "prescription_queue", pharmacy_id)
+        return [
+            QueueEntry(
+                id=p.id,
+                version=p.version,
+                severity_rank=p.severity_rank,
+                signed_at=p.signed_at,
+                expires_at=p.expires_at,
+                diagnosis_code=p.diagnosis_code,
+                items=len(await self.repo.items(p.id)),
+            )
+            for p in found
+        ]
+
+    async def review(self, actor: Actor, prescription_id: int, data: ReviewIn) -> Prescription:
+        """Approve, reject (with a reason) or return to the doctor (with a question)."""
+        pharmacy_id = self._pharmacy_of(actor)
+        prescription = await self.repo.for_update(prescription_id)
+        if (
+            prescription is None
+            or prescription.pharmacy_id != pharmacy_id
+            or prescription.status == RxStatus.DRAFT
+        ):
+            raise _not_found()
+        if data.decision != "approve" and not (data.reason and data.reason.strip()):
+            raise Unprocessable("say why when rejecting or returning", code="reason_required")
+        target = {"approve": RxStatus.APPROVED, "reject": RxStatus.REJECTED, "return": RxStatus.RETURNED}
+        self._move(actor, prescription, target[data.decision], f"review_{data.decision}", data.reason)
+        return prescription
+
+    # --- the doctor after review --------------------------------------------------------------
+    async def answer(self, actor: Actor, prescription_id: int, text: str) -> Prescription:
+        """Answer the pharmacist's question without changing the prescription: back to review."""
+        prescription = await self._mine(actor, prescription_id, lock=True)
+        if prescription.status != RxStatus.RETURNED:
+            raise Conflict(
+                f"only a returned prescription is answered; this one is {prescription.status}",
+                code="invalid_transition",
+                state=prescription.status,
+                requested="answer",
+            )
+        self._move(actor, prescription, RxStatus.AUTO_CHECKED, "answer", text)
+        return prescription
+
+    async def withdraw(self, actor: Actor, prescription_id: int, text: str) -> Prescription:
+        """The doctor takes a prescription back before the pharmacist approves it."""
+        prescription = await self._mine(actor, prescription_id, lock=True)
+        self._move(actor, prescription, RxStatus.WITHDRAWN, "withdraw", text)
+        return prescription
+
+    async def revise(self, actor: Actor, prescription_id: int) -> Prescription:
+        """A new draft version of a returned prescription (the old one is superseded on signing)."""
+        old = await self._mine(actor, prescription_id, lock=True)
+        if old.status != RxStatus.RETURNED:
+            raise Conflict(
+                f"only a returned prescription is revised; this one is {old.status}",
+                code="invalid_transition",
+                state=old.status,
+                requested="revise",
+            )
+        new = Prescription(
+            **{c: getattr(old, c) for c in _COPIED},
+            version=old.version + 1,
+            status=RxStatus.DRAFT,
+        )
+        self.repo.add(new)
+        await self.session.flush()
+        self.session.add_all(
+            PrescriptionItem(**{c: getattr(i, c) for c in _ITEM_COPIED}, prescription_id=new.id)
+            for i in await self.repo.items(old.id)
+        )
+        await self.session.flush()
+        record(self.session, actor, "revise", "prescription", new.id, patient_id=new.patient_id)
+        return new
+
+    async def expire_due(self) -> int:
+        """Prescriptions not approved and paid in time expire (run periodically)."""
+        due = await self.repo.due_to_expire(utcnow())
+        for prescription in due:
+            self._move(SYSTEM, prescription, RxStatus.EXPIRED, "expire")
+        return len(due)
 
     async def _failures(self, prescription: Prescription) -> list[rules.RuleFailure]:
         patient = await self.session.get(Patient, prescription.patient_id)
@@ -282,8 +482,9 @@ class PrescriptionService:
         )
         return prescription
 
-    async def _mine(self, actor: Actor, prescription_id: int) -> Prescription:
-        prescription = await self.repo.prescription(prescription_id)
+    async def _mine(self, actor: Actor, prescription_id: int, *, lock: bool = False) -> Prescription:
+        get = self.repo.for_update if lock else self.repo.prescription
+        prescription = await get(prescription_id)
         if (
             prescription is None
             or not actor.is_practising_doctor
@@ -300,7 +501,7 @@ class PrescriptionService:
                 **{
                     k: getattr(prescription, k)
                     for k in PrescriptionRead.model_fields
-                    if k not in ("items", "signature")
+                    if k not in ("items", "signature", "findings")
                 },
                 "signature": base64.b64encode(prescription.signature).decode()
                 if prescription.signature
@@ -308,6 +509,9 @@ class PrescriptionService:
                 "items": [
                     ItemRead.model_validate({**i.__dict__, "drug": drug_read(drugs[i.drug_id])})
                     for i in items
+                ],
+                "findings": [
+                    FindingRead.model_validate(f) for f in await self.repo.findings(prescription.id)
                 ],
             }
         )
@@ -329,3 +533,40 @@ def _items(prescription_id: int, data: PrescriptionIn, drugs: dict[str, Drug]) -
         )
         for n, item in enumerate(data.items, start=1)
     ]
+
+
+# Prescriptions are valid until the end of the day of issue in China (UTC+8), or 3 days if noted.
+CHINA = timezone(timedelta(hours=8))
+
+
+def expiry_of(signed_at: datetime, validity_days: int) -> datetime:
+    local_day = signed_at.astimezone(CHINA).date() + timedelta(days=validity_days - 1)
+    return datetime.combine(local_day, time(23, 59, 59), CHINA).astimezone(UTC)
+
+
+_COPIED = (
+    "consultation_id",
+    "patient_id",
+    "doctor_id",
+    "lineage_id",
+    "diagnosis_code",
+    "diagnosis_text",
+    "chronic",
+    "long_term",
+    "extended_reason",
+    "guardian_present",
+    "validity_days",
+    "pharmacy_id",
+    "note",
+)
+_ITEM_COPIED = (
+    "position",
+    "drug_id",
+    "dose",
+    "dose_unit",
+    "route",
+    "frequency",
+    "days",
+    "quantity",
+    "instructions",
+)

@@ -1,8 +1,8 @@
-"""prescriptions: formulary, drafts, signatures
+"""prescriptions: formulary, signatures, review
 
-Revision ID: ff524982c8d3
+Revision ID: 02ce66e912e5
 Revises: d4406fc156a4
-Create Date: 2026-11-22 08:43:33.103310
+Create Date: 2026-11-22 08:46:53.560608
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import ehospital.kit.models
 
-revision: str = "ff524982c8d3"
+revision: str = "02ce66e912e5"
 down_revision: str | None = "d4406fc156a4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -73,6 +73,9 @@ def upgrade() -> None:
         sa.Column("extended_reason", sa.Text(), nullable=True),
         sa.Column("guardian_present", sa.Boolean(), nullable=False),
         sa.Column("validity_days", sa.Integer(), nullable=False),
+        sa.Column("pharmacy_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("severity_rank", sa.Integer(), nullable=False),
+        sa.Column("expires_at", ehospital.kit.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("signed_at", ehospital.kit.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("key_fingerprint", sa.String(length=64), nullable=True),
@@ -93,6 +96,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["patient_id"], ["patients.id"], name=op.f("fk_prescriptions_patient_id_patients")
         ),
+        sa.ForeignKeyConstraint(
+            ["pharmacy_id"], ["organisations.id"], name=op.f("fk_prescriptions_pharmacy_id_organisations")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_prescriptions")),
         sa.UniqueConstraint("lineage_id", "version", name=op.f("uq_prescriptions_lineage_id_version")),
     )
@@ -103,6 +109,59 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_prescriptions_doctor_id"), ["doctor_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_prescriptions_lineage_id"), ["lineage_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_prescriptions_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_prescriptions_pharmacy_id"), ["pharmacy_id"], unique=False)
+
+    op.create_table(
+        "prescription_events",
+        sa.Column("prescription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", ehospital.kit.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("actor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("actor_role", sa.String(length=32), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("from_status", sa.String(length=16), nullable=True),
+        sa.Column("to_status", sa.String(length=16), nullable=False),
+        sa.Column("text", sa.Text(), nullable=True),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["actor_id"], ["accounts.id"], name=op.f("fk_prescription_events_actor_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["prescription_id"],
+            ["prescriptions.id"],
+            name=op.f("fk_prescription_events_prescription_id_prescriptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_prescription_events")),
+    )
+    with op.batch_alter_table("prescription_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_prescription_events_prescription_id"), ["prescription_id"], unique=False
+        )
+
+    op.create_table(
+        "prescription_findings",
+        sa.Column("prescription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("evidence", sa.Text(), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("created_at", ehospital.kit.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["prescription_id"],
+            ["prescriptions.id"],
+            name=op.f("fk_prescription_findings_prescription_id_prescriptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_prescription_findings")),
+    )
+    with op.batch_alter_table("prescription_findings", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_prescription_findings_prescription_id"), ["prescription_id"], unique=False
+        )
 
     op.create_table(
         "prescription_items",
@@ -141,7 +200,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_prescription_items_prescription_id"))
 
     op.drop_table("prescription_items")
+    with op.batch_alter_table("prescription_findings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_prescription_findings_prescription_id"))
+
+    op.drop_table("prescription_findings")
+    with op.batch_alter_table("prescription_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_prescription_events_prescription_id"))
+
+    op.drop_table("prescription_events")
     with op.batch_alter_table("prescriptions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_prescriptions_pharmacy_id"))
         batch_op.drop_index(batch_op.f("ix_prescriptions_patient_id"))
         batch_op.drop_index(batch_op.f("ix_prescriptions_lineage_id"))
         batch_op.drop_index(batch_op.f("ix_prescriptions_doctor_id"))
