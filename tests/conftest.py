@@ -22,6 +22,7 @@ from ehospital.deps import Runtime, get_session, record_denial
 from ehospital.kit.errors import DomainError
 from ehospital.kit.storage import LocalFileStore
 from ehospital.main import create_app
+from ehospital.pharmacy.payments import HmacProvider
 from ehospital.prescriptions.signing import KeyStore
 from tests.personas import World, build_world
 
@@ -125,6 +126,7 @@ async def client(
         sessionmaker=None,  # type: ignore[arg-type]  # every request uses the test session
         files=LocalFileStore(tmp_path / "uploads"),
         keys=KeyStore(tmp_path / "keys"),
+        payments={"local": HmacProvider("local", b"test-secret")},
     )
 
     async def test_session(request: Request) -> AsyncIterator[AsyncSession]:

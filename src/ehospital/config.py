@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # (revocation through another process takes effect within this time; 0 disables).
     token_cache_seconds: float = 5.0
     cookie_secure: bool = True
+    # Shared secret of the local demo payment provider (generated under data_dir/keys if empty).
+    payment_local_secret: str = ""
     # Failed sign-ins tolerated per window before further attempts are refused.
     login_window_minutes: int = 15
     login_max_failures_account: int = 5

@@ -17,6 +17,7 @@ from ehospital.config import Settings
 from ehospital.kit.context import Actor
 from ehospital.kit.errors import DomainError, Forbidden, Unauthenticated
 from ehospital.kit.storage import FileStore
+from ehospital.pharmacy.payments import HmacProvider
 from ehospital.prescriptions.signing import KeyStore
 
 
@@ -29,6 +30,7 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     files: FileStore
     keys: KeyStore
+    payments: dict[str, HmacProvider]
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def`

@@ -32,6 +32,8 @@ from ehospital.directory.router import router as directory_router
 from ehospital.kit.errors import DomainError
 from ehospital.kit.storage import LocalFileStore
 from ehospital.patients.router import router as patients_router
+from ehospital.pharmacy.payments import HmacProvider, local_secret
+from ehospital.pharmacy.router import router as pharmacy_router
 from ehospital.prescriptions.router import router as prescriptions_router
 from ehospital.prescriptions.service import PrescriptionService
 from ehospital.prescriptions.signing import KeyStore
@@ -160,6 +162,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 sessionmaker=create_sessionmaker(engine),
                 files=LocalFileStore(settings.upload_dir),
                 keys=KeyStore(settings.key_dir),
+                payments=payment_providers(settings),
             )
         runtime: Runtime = app.state.runtime
         tasks: list[asyncio.Task[None]] = []
@@ -216,6 +219,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         directory_router,
         consultations_router,
         prescriptions_router,
+        pharmacy_router,
         audit_router,
         web_router,
     ):
@@ -224,6 +228,12 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
 
     mount_static(app)
     return app
+
+
+def payment_providers(settings: Settings) -> dict[str, HmacProvider]:
+    """The payment gateways whose callbacks we accept (the local demo one for now)."""
+    secret = settings.payment_local_secret.encode() or local_secret(settings.key_dir / "payment-local.secret")
+    return {"local": HmacProvider("local", secret)}
 
 
 def install_docs(app: FastAPI) -> None:

@@ -6,6 +6,7 @@ from ehospital.consultations.models import Attachment, Consultation, Message
 from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, Pharmacist, RosterSlot
 from ehospital.kit.models import Base
 from ehospital.patients.models import Patient
+from ehospital.pharmacy.models import DispensedLot, Order, OrderEvent, OrderLine, PaymentNotice, StockLot
 from ehospital.prescriptions.models import DoctorKey, Drug, Finding, Prescription, PrescriptionItem, RxEvent
 
 __all__ = [
@@ -17,17 +18,23 @@ __all__ = [
     "Centre",
     "Clinic",
     "Consultation",
+    "DispensedLot",
     "Doctor",
     "DoctorKey",
     "Drug",
     "Finding",
     "LoginAttempt",
     "Message",
+    "Order",
+    "OrderEvent",
+    "OrderLine",
     "Organisation",
     "Patient",
+    "PaymentNotice",
     "Pharmacist",
     "Prescription",
     "PrescriptionItem",
     "RosterSlot",
     "RxEvent",
+    "StockLot",
 ]

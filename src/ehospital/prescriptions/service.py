@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
 from ehospital.auth.models import Role
-from ehospital.consultations.models import CHATTING_STATUSES
+from ehospital.consultations.models import CHATTING_STATUSES, Consultation
 from ehospital.consultations.repository import ConsultationRepository
 from ehospital.directory.models import OrganisationKind
 from ehospital.directory.repository import DirectoryRepository
@@ -230,31 +230,7 @@ class PrescriptionService:
     def _move(
         self, actor: Actor, prescription: Prescription, to: RxStatus, action: str, text: str | None = None
     ) -> None:
-        """The one place a prescription changes state: checks the move, records the event and audit."""
-        current = RxStatus(prescription.status)
-        if to not in TRANSITIONS.get(current, frozenset()):
-            raise Conflict(
-                f"a prescription that is {current} cannot become {to}",
-                code="invalid_transition",
-                state=str(current),
-                requested=str(to),
-            )
-        prescription.status = to
-        self.repo.add(
-            RxEvent(
-                prescription_id=prescription.id,
-                at=utcnow(),
-                actor_id=actor.account_id or None,
-                actor_role=str(actor.role) if actor.account_id else "system",
-                action=action,
-                from_status=str(current),
-                to_status=str(to),
-                text=text,
-            )
-        )
-        record(
-            self.session, actor, action, "prescription", prescription.id, patient_id=prescription.patient_id
-        )
+        advance(self.session, actor, prescription, to, action, text)
 
     # --- pharmacist review -------------------------------------------------------------------
     def _pharmacy_of(self, actor: Actor) -> int:
@@ -294,6 +270,12 @@ class PrescriptionService:
             raise Unprocessable("say why when rejecting or returning", code="reason_required")
         target = {"approve": RxStatus.APPROVED, "reject": RxStatus.REJECTED, "return": RxStatus.RETURNED}
         self._move(actor, prescription, target[data.decision], f"review_{data.decision}", data.reason)
+        if data.decision == "approve":
+            from ehospital.pharmacy.service import OrderService
+
+            consultation = await self.session.get(Consultation, prescription.consultation_id)
+            assert consultation is not None
+            await OrderService(self.session, {}).open_for(prescription, consultation.account_id)
         return prescription
 
     # --- the doctor after review --------------------------------------------------------------
@@ -533,6 +515,40 @@ def _items(prescription_id: int, data: PrescriptionIn, drugs: dict[str, Drug]) -
         )
         for n, item in enumerate(data.items, start=1)
     ]
+
+
+def advance(
+    session: AsyncSession,
+    actor: Actor,
+    prescription: Prescription,
+    to: RxStatus,
+    action: str,
+    text: str | None = None,
+) -> None:
+    """The one place a prescription changes state: checks the move against TRANSITIONS (409 with
+    the current state otherwise), records the event for its history and the audit row."""
+    current = RxStatus(prescription.status)
+    if to not in TRANSITIONS.get(current, frozenset()):
+        raise Conflict(
+            f"a prescription that is {current} cannot become {to}",
+            code="invalid_transition",
+            state=str(current),
+            requested=str(to),
+        )
+    prescription.status = to
+    session.add(
+        RxEvent(
+            prescription_id=prescription.id,
+            at=utcnow(),
+            actor_id=actor.account_id or None,
+            actor_role=str(actor.role) if actor.account_id else "system",
+            action=action,
+            from_status=str(current),
+            to_status=str(to),
+            text=text,
+        )
+    )
+    record(session, actor, action, "prescription", prescription.id, patient_id=prescription.patient_id)
 
 
 # Prescriptions are valid until the end of the day of issue in China (UTC+8), or 3 days if noted.

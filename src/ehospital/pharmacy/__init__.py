@@ -1,0 +1,1 @@
+"""Pharmacies: stock lots, orders, payment, dispensing and delivery."""

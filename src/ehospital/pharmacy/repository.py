@@ -1,0 +1,100 @@
+"""Every query of stock, orders and payments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.kit.models import one_or_none
+from ehospital.pharmacy.models import DispensedLot, Order, OrderEvent, OrderLine, PaymentNotice, StockLot
+
+
+class PharmacyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj: StockLot | Order | OrderLine | DispensedLot | PaymentNotice | OrderEvent) -> None:
+        self.session.add(obj)
+
+    async def order(self, order_id: int, *, lock: bool = False) -> Order | None:
+        query = select(Order).where(Order.id == order_id)
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return await one_or_none(self.session, query)
+
+    async def order_of_prescription(self, prescription_id: int) -> Order | None:
+        return await one_or_none(self.session, select(Order).where(Order.prescription_id == prescription_id))
+
+    async def orders_of_account(self, account_id: int) -> Sequence[Order]:
+        return (
+            await self.session.scalars(
+                select(Order).where(Order.account_id == account_id).order_by(Order.id.desc())
+            )
+        ).all()
+
+    async def orders_of_pharmacy(self, pharmacy_id: int, statuses: Sequence[str]) -> Sequence[Order]:
+        query = select(Order).where(Order.pharmacy_id == pharmacy_id, Order.status.in_(statuses))
+        return (await self.session.scalars(query.order_by(Order.paid_at, Order.id))).all()
+
+    async def lines(self, order_id: int) -> Sequence[OrderLine]:
+        query = select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.position)
+        return (await self.session.scalars(query)).all()
+
+    async def events(self, order_id: int) -> Sequence[OrderEvent]:
+        query = select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
+        return (await self.session.scalars(query)).all()
+
+    async def usable_lots(self, pharmacy_id: int, drug_id: int, today: date) -> Sequence[StockLot]:
+        """Unexpired lots with stock, first expiring first."""
+        return (
+            await self.session.scalars(
+                select(StockLot)
+                .where(
+                    StockLot.pharmacy_id == pharmacy_id,
+                    StockLot.drug_id == drug_id,
+                    StockLot.expires_on > today,
+                    StockLot.quantity > 0,
+                )
+                .order_by(StockLot.expires_on, StockLot.id)
+            )
+        ).all()
+
+    async def take(self, lot_id: int, wanted: int) -> int:
+        """Take up to `wanted` units from a lot; returns how many were taken.
+
+        The row is locked first (PostgreSQL; SQLite holds the database's write lock), so two
+        orders dispensed at the same moment see each other's result, and the guarded UPDATE
+        plus the CHECK constraint make negative stock impossible.
+        """
+        left = await self.session.scalar(
+            select(StockLot.quantity).where(StockLot.id == lot_id).with_for_update()
+        )
+        n = min(int(left or 0), wanted)
+        if n <= 0:
+            return 0
+        result = await self.session.execute(
+            update(StockLot)
+            .where(StockLot.id == lot_id, StockLot.quantity >= n)
+            .values(quantity=StockLot.quantity - n)
+            .execution_options(synchronize_session=False)
+        )
+        return n if result.rowcount else 0  # type: ignore[attr-defined]
+
+    async def notice_seen(self, txn_id: str, nonce: str) -> bool:
+        found = await self.session.scalar(
+            select(PaymentNotice.id)
+            .where((PaymentNotice.txn_id == txn_id) | (PaymentNotice.nonce == nonce))
+            .limit(1)
+        )
+        return found is not None
+
+    async def stock(self, pharmacy_id: int) -> Sequence[StockLot]:
+        query = (
+            select(StockLot)
+            .where(StockLot.pharmacy_id == pharmacy_id)
+            .order_by(StockLot.drug_id, StockLot.expires_on)
+        )
+        return (await self.session.scalars(query)).all()

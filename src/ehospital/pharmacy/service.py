@@ -1,0 +1,255 @@
+"""Orders of approved prescriptions: payment (verified callbacks), FEFO dispensing, delivery."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.audit.service import record
+from ehospital.auth.models import Role
+from ehospital.kit.context import SYSTEM, Actor
+from ehospital.kit.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
+from ehospital.kit.models import utcnow
+from ehospital.pharmacy.models import (
+    ORDER_MOVES,
+    DispensedLot,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    PaymentNotice,
+    StockLot,
+)
+from ehospital.pharmacy.payments import HmacProvider, parse_callback
+from ehospital.pharmacy.repository import PharmacyRepository
+from ehospital.pharmacy.schemas import DeliveryIn, OrderEventRead, OrderLineRead, OrderRead, StockIn
+from ehospital.prescriptions.models import Prescription, RxStatus
+from ehospital.prescriptions.repository import PrescriptionRepository
+
+CALLBACK_MAX_AGE_SECONDS = 300
+
+
+def _not_found() -> NotFound:
+    return NotFound("no such order", code="order_not_found")
+
+
+class OrderService:
+    def __init__(self, session: AsyncSession, providers: dict[str, HmacProvider]) -> None:
+        self.session = session
+        self.providers = providers
+        self.repo = PharmacyRepository(session)
+        self.rx = PrescriptionRepository(session)
+
+    # --- orders -----------------------------------------------------------------------------
+    async def open_for(self, prescription: Prescription, account_id: int) -> Order:
+        """The order of a prescription the pharmacist just approved, priced from the formulary."""
+        items = await self.rx.items(prescription.id)
+        drugs = await self.rx.drugs([i.drug_id for i in items])
+        order = Order(
+            prescription_id=prescription.id,
+            pharmacy_id=prescription.pharmacy_id,
+            account_id=account_id,
+            patient_id=prescription.patient_id,
+            status=OrderStatus.AWAITING_PAYMENT,
+            amount_cents=sum(i.quantity * drugs[i.drug_id].price_cents for i in items),
+        )
+        self.repo.add(order)
+        await self.session.flush()
+        for i in items:
+            self.repo.add(
+                OrderLine(
+                    order_id=order.id,
+                    position=i.position,
+                    drug_id=i.drug_id,
+                    quantity=i.quantity,
+                    unit_price_cents=drugs[i.drug_id].price_cents,
+                )
+            )
+        self._event(order, OrderStatus.AWAITING_PAYMENT, None, "approved by the pharmacist")
+        return order
+
+    def _move(self, actor: Actor, order: Order, to: OrderStatus, text: str | None = None) -> None:
+        current = OrderStatus(order.status)
+        if to not in ORDER_MOVES.get(current, frozenset()):
+            raise Conflict(
+                f"an order that is {current} cannot become {to}",
+                code="invalid_transition",
+                state=str(current),
+                requested=str(to),
+            )
+        order.status = to
+        self._event(order, to, actor.account_id or None, text)
+        record(self.session, actor, str(to), "order", order.id, patient_id=order.patient_id)
+
+    def _event(self, order: Order, status: OrderStatus, actor_id: int | None, text: str | None) -> None:
+        self.repo.add(
+            OrderEvent(order_id=order.id, at=utcnow(), status=str(status), actor_id=actor_id, text=text)
+        )
+
+    async def _prescription_to(self, actor: Actor, order: Order, to: RxStatus, action: str) -> None:
+        from ehospital.prescriptions.service import advance
+
+        prescription = await self.rx.prescription(order.prescription_id)
+        assert prescription is not None
+        advance(self.session, actor, prescription, to, action)
+
+    # --- payment ----------------------------------------------------------------------------
+    async def pay_locally(self, actor: Actor, order_id: int) -> Order:
+        """Demo payment: the local provider "calls back" exactly as a real gateway would."""
+        order = await self._own(actor, order_id)
+        if order.status != OrderStatus.AWAITING_PAYMENT:
+            raise Conflict(f"the order is {order.status}", code="invalid_transition", state=order.status)
+        body, signature = self.providers["local"].callback(order.id, order.amount_cents)
+        return await self.payment_callback("local", body, signature)
+
+    async def payment_callback(self, provider_name: str, body: bytes, signature: str) -> Order:
+        """A provider's notice that an order was paid: signature, freshness, replay and amount
+        are all checked before anything is written."""
+        provider = self.providers.get(provider_name)
+        if provider is None:
+            raise NotFound("unknown payment provider", code="unknown_provider")
+        if not signature or not provider.verify(body, signature):
+            raise Unauthenticated("the callback's signature is not valid", code="bad_signature")
+        try:
+            data = parse_callback(body)
+            order_id, amount = int(data["order_id"]), int(data["amount_cents"])
+            txn_id, nonce, stamp = str(data["txn_id"]), str(data["nonce"]), int(data["timestamp"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadRequest("the callback body is malformed", code="malformed_callback") from exc
+        if abs(time.time() - stamp) > CALLBACK_MAX_AGE_SECONDS:
+            raise Unprocessable("the callback is too old or from the future", code="stale_callback")
+        if await self.repo.notice_seen(txn_id, nonce):
+            raise Conflict("this payment notice was already used", code="replayed_callback")
+        order = await self.repo.order(order_id, lock=True)
+        if order is None:
+            raise _not_found()
+        if amount != order.amount_cents:
+            raise Unprocessable(
+                "the amount paid does not match the order",
+                code="amount_mismatch",
+                expected=order.amount_cents,
+                paid=amount,
+            )
+        self.repo.add(
+            PaymentNotice(
+                provider=provider_name, txn_id=txn_id, nonce=nonce, order_id=order.id, amount_cents=amount
+            )
+        )
+        self._move(SYSTEM, order, OrderStatus.PAID, f"paid via {provider_name} ({txn_id})")
+        order.payment_provider, order.payment_txn, order.paid_at = provider_name, txn_id, utcnow()
+        await self._prescription_to(SYSTEM, order, RxStatus.PAID, "paid")
+        await self.session.flush()
+        return order
+
+    # --- dispensing and delivery --------------------------------------------------------------
+    def _staff_pharmacy(self, actor: Actor) -> int:
+        if actor.role not in (Role.PHARMACY_STAFF, Role.PHARMACIST) or actor.organisation_id is None:
+            raise Forbidden("only pharmacy staff do this", code="not_pharmacy_staff")
+        return actor.organisation_id
+
+    async def _staff_order(self, actor: Actor, order_id: int) -> Order:
+        pharmacy_id = self._staff_pharmacy(actor)
+        order = await self.repo.order(order_id, lock=True)
+        if order is None or order.pharmacy_id != pharmacy_id:
+            raise _not_found()
+        return order
+
+    async def dispense(self, actor: Actor, order_id: int) -> Order:
+        """Pick lots first-expiring-first (never an expired one) and take the stock, atomically."""
+        order = await self._staff_order(actor, order_id)
+        self._move(actor, order, OrderStatus.DISPENSED, "dispensed")
+        today = date.today()
+        for line in await self.repo.lines(order.id):
+            wanted = line.quantity
+            for lot in await self.repo.usable_lots(order.pharmacy_id, line.drug_id, today):
+                taken = await self.repo.take(lot.id, wanted)
+                if taken:
+                    self.repo.add(DispensedLot(order_line_id=line.id, lot_id=lot.id, quantity=taken))
+                    wanted -= taken
+                if wanted == 0:
+                    break
+            if wanted:
+                # Raising rolls back every unit taken so far: nothing half-dispensed.
+                raise Conflict(
+                    "not enough unexpired stock to dispense this order",
+                    code="insufficient_stock",
+                    position=line.position,
+                    missing=wanted,
+                )
+        order.dispensed_at = utcnow()
+        await self._prescription_to(actor, order, RxStatus.DISPENSED, "dispense")
+        await self.session.flush()
+        return order
+
+    async def deliver(self, actor: Actor, order_id: int, data: DeliveryIn) -> Order:
+        """packed → with courier → delivered (or failed → retried or returned)."""
+        order = await self._staff_order(actor, order_id)
+        self._move(actor, order, OrderStatus(data.status), data.text)
+        if OrderStatus(data.status) is OrderStatus.DELIVERED:
+            order.delivered_at = utcnow()
+            await self._prescription_to(actor, order, RxStatus.DELIVERED, "deliver")
+        await self.session.flush()
+        return order
+
+    async def receive_stock(self, actor: Actor, data: StockIn) -> StockLot:
+        """A lot arrives at the pharmacy (its staff, or an admin naming the pharmacy)."""
+        if actor.role is Role.ADMIN:
+            if data.pharmacy_id is None:
+                raise Unprocessable("name the pharmacy", code="pharmacy_required")
+            pharmacy_id = data.pharmacy_id
+        else:
+            pharmacy_id = self._staff_pharmacy(actor)
+        drugs = await self.rx.drugs_by_code([data.drug_code])
+        if data.drug_code not in drugs:
+            raise Unprocessable("unknown drug", code="unknown_drug", codes=[data.drug_code])
+        if data.expires_on <= date.today():
+            raise Unprocessable("this lot has already expired", code="lot_expired")
+        lot = StockLot(
+            pharmacy_id=pharmacy_id,
+            drug_id=drugs[data.drug_code].id,
+            lot_number=data.lot_number,
+            expires_on=data.expires_on,
+            quantity=data.quantity,
+        )
+        self.repo.add(lot)
+        await self.session.flush()
+        record(self.session, actor, "receive", "stock_lot", lot.id)
+        return lot
+
+    # --- reading ----------------------------------------------------------------------------
+    async def _own(self, actor: Actor, order_id: int) -> Order:
+        order = await self.repo.order(order_id, lock=True)
+        if order is None or not actor.is_patient or order.account_id != actor.account_id:
+            raise _not_found()
+        return order
+
+    async def get(self, actor: Actor, order_id: int) -> Order:
+        """The patient's own order, or one of the pharmacy's for its staff."""
+        order = await self.repo.order(order_id)
+        mine = order is not None and actor.is_patient and order.account_id == actor.account_id
+        staff = (
+            order is not None
+            and actor.role in (Role.PHARMACY_STAFF, Role.PHARMACIST)
+            and actor.organisation_id == order.pharmacy_id
+        )
+        if order is None or not (mine or staff):
+            raise _not_found()
+        record(self.session, actor, "read", "order", order.id, patient_id=order.patient_id)
+        return order
+
+    async def mine(self, actor: Actor) -> list[Order]:
+        if not actor.is_patient:
+            raise Forbidden("only patient accounts have orders", code="not_a_patient_account")
+        record(self.session, actor, "list", "order", None)
+        return list(await self.repo.orders_of_account(actor.account_id))
+
+    async def describe(self, order: Order) -> OrderRead:
+        return OrderRead.model_validate(
+            {
+                **{k: getattr(order, k) for k in OrderRead.model_fields if k not in ("lines", "events")},
+                "lines": [OrderLineRead.model_validate(line) for line in await self.repo.lines(order.id)],
+                "events": [OrderEventRead.model_validate(e) for e in await self.repo.events(order.id)],
+            }
+        )
