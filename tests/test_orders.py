@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.pharmacy.models import StockLot
-from ehospital.prescriptions.models import Drug
 from ehospital.pharmacy.payments import HmacProvider
+from ehospital.prescriptions.models import Drug
 from tests.personas import World
 from tests.test_prescription_review import review, signed
 from tests.test_prescriptions import formulary
