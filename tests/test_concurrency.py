@@ -59,6 +59,7 @@ def actor_of(world_persona: Any, *, doctor_centre: int | None = None) -> Actor:
         display_name=account.display_name,
         doctor_id=doctor.id if doctor else None,
         doctor_centre_id=doctor.centre_id if doctor else None,
+        organisation_id=account.organisation_id,
         doctor_verified=bool(doctor and doctor.verified_at),
     )
 
@@ -186,3 +187,117 @@ async def test_a_doctor_at_capacity_accepts_no_more(database: Database, tmp_path
     results = await race(database, 3, accept)
     assert sum(isinstance(r, Consultation) for r in results) == 2, results
     assert [r.code for r in results if isinstance(r, DomainError)] == ["doctor_at_capacity"]
+
+
+async def test_parallel_dispensing_never_takes_stock_below_zero(database: Database, tmp_path: Any) -> None:
+    """Three paid orders of 14 tablets each race for a lot of 30: two are dispensed, one is refused."""
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from ehospital.auth.models import Role
+    from ehospital.consultations.schemas import DiagnosisIn
+    from ehospital.pharmacy.models import Order, StockLot
+    from ehospital.pharmacy.payments import HmacProvider
+    from ehospital.pharmacy.service import OrderService
+    from ehospital.prescriptions.models import Drug
+    from ehospital.prescriptions.schemas import ItemIn, PrescriptionIn, ReviewIn
+    from ehospital.prescriptions.service import PrescriptionService
+    from ehospital.prescriptions.signing import KeyStore
+
+    world = await committed_world(database)
+    factory = create_sessionmaker(database.engine)
+    files, keys = LocalFileStore(tmp_path / "files"), KeyStore(tmp_path / "keys")
+    provider = HmacProvider("local", b"s")
+    code = f"race-metformin-{uuid.uuid4().hex[:6]}"
+    async with session_scope(factory) as session:
+        drug = Drug(
+            code=code,
+            generic_en="metformin",
+            generic_zh="二甲双胍",
+            form="tablet",
+            strength="500",
+            unit="mg",
+            route="oral",
+            atc="A10BA02",
+            rx_only=True,
+            control="none",
+            price_cents=10,
+            category="diabetes",
+        )
+        session.add(drug)
+        await session.flush()
+        session.add(
+            StockLot(
+                pharmacy_id=world.pharmacy.id,
+                drug_id=drug.id,
+                lot_number="RACE",
+                expires_on=date.today() + timedelta(days=90),
+                quantity=30,
+            )
+        )
+    pharmacist = actor_of(world.pharmacist)
+    doctor = actor_of(world.dr_dia)
+    order_ids = []
+    for patient, owner in (
+        (world.alice.family[0], world.alice),
+        (world.alice.family[1], world.alice),
+        (world.bob.family[0], world.bob),
+    ):
+        who = actor_of(owner)
+        async with session_scope(factory) as session:
+            consultations = ConsultationService(session, database.settings, files)
+            upload = await consultations.upload(
+                who, filename="r.png", declared_type="image/png", data=png_bytes(), purpose="evidence"
+            )
+            c = await consultations.open(
+                who,
+                ConsultationCreate(
+                    patient_id=patient.id,
+                    centre_id=world.diabetes.id,
+                    visit_type="follow_up",
+                    complaint="glucose",
+                    prior_diagnosis="T2DM",
+                    evidence_ids=[upload.id],
+                ),
+            )
+            await consultations.accept(doctor, c.id)
+            await consultations.diagnose(doctor, c.id, DiagnosisIn(code="E11.9", text="T2DM"))
+            rx_service = PrescriptionService(session, keys)
+            rx = await rx_service.create(
+                doctor,
+                c.id,
+                PrescriptionIn(
+                    pharmacy_id=world.pharmacy.id,
+                    items=[
+                        ItemIn(
+                            drug_code=code,
+                            dose=Decimal(500),
+                            dose_unit="mg",
+                            route="oral",
+                            frequency="bid",
+                            days=7,
+                            quantity=14,
+                        )
+                    ],
+                ),
+            )
+            await rx_service.sign(doctor, rx.id)
+            await rx_service.review(pharmacist, rx.id, ReviewIn(decision="approve"))
+            order = await session.scalar(select(Order).where(Order.prescription_id == rx.id))
+            assert order is not None
+            body, signature = provider.callback(order.id, order.amount_cents)
+            await OrderService(session, {"local": provider}).payment_callback("local", body, signature)
+            order_ids.append(order.id)
+    assert pharmacist.role is Role.PHARMACIST
+
+    async def dispense(session: AsyncSession, i: int) -> Any:
+        return await OrderService(session, {"local": provider}).dispense(pharmacist, order_ids[i])
+
+    results = await race(database, 3, dispense)
+    assert sum(isinstance(r, Order) for r in results) == 2, results
+    assert [r.code for r in results if isinstance(r, DomainError)] == ["insufficient_stock"]
+    async with session_scope(factory) as session:
+        left = await session.scalar(
+            select(StockLot.quantity).where(StockLot.lot_number == "RACE", StockLot.drug_id == drug.id)
+        )
+    assert left == 2
