@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehospital.pharmacy.models import StockLot
 from ehospital.pharmacy.payments import HmacProvider
 from ehospital.prescriptions.models import Drug
+from ehospital.prescriptions.service import PrescriptionService
+from ehospital.prescriptions.signing import KeyStore
 from tests.personas import World
 from tests.test_prescription_review import review, signed
 from tests.test_prescriptions import formulary
@@ -81,6 +84,19 @@ async def test_the_whole_loop_to_delivery(
         await client.get(f"/api/v1/prescriptions/{order['prescription_id']}", headers=world.alice.headers)
     ).json()
     assert rx["status"] == "delivered"
+    story = await PrescriptionService(session, KeyStore(Path("/nonexistent"))).history(
+        order["prescription_id"]
+    )
+    rx_steps = [(step["who"], step["action"], step["to"]) for step in story if "prescription_id" in step]
+    assert rx_steps == [
+        ("dr.dia", "sign", "signed"),
+        ("dr.dia", "auto_check", "auto_checked"),
+        ("pharmacist.p", "review_approve", "approved"),
+        ("system", "paid", "paid"),
+        ("pharmacist.p", "dispense", "dispensed"),
+        ("pharmacist.p", "deliver", "delivered"),
+    ]
+    assert [step["to"] for step in story if "order_id" in step][-1] == "delivered"
 
 
 async def test_an_expired_lot_is_never_used_and_shortage_writes_nothing(

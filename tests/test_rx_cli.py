@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from pathlib import Path
 
@@ -76,6 +77,10 @@ def test_rx_verify_checks_the_signature(tmp_path: Path) -> None:
             },
         ).json()
         assert client.post(f"/api/v1/prescriptions/{rx['id']}/sign", headers=doctor).status_code == 200
+    story = run(["rx", "history", str(rx["id"])], tmp_path)
+    assert story.returncode == 0, story.stderr
+    steps = [json.loads(line) for line in story.stdout.splitlines()]
+    assert [(s["who"], s["action"]) for s in steps] == [("dr.zhang", "sign"), ("dr.zhang", "auto_check")]
     ok = run(["rx", "verify", str(rx["id"])], tmp_path)
     assert ok.returncode == 0 and '"valid": true' in ok.stdout, ok.stdout + ok.stderr
     with sqlite3.connect(tmp_path / "ehospital.sqlite3") as db:

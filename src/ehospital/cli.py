@@ -154,6 +154,30 @@ def _cmd_rx_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_rx_history(args: argparse.Namespace, settings: Settings) -> int:
+    from ehospital.prescriptions.service import PrescriptionService
+    from ehospital.prescriptions.signing import KeyStore
+
+    migrate(settings.resolved_database_url())
+
+    async def run() -> list[dict[str, object]]:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await PrescriptionService(session, KeyStore(settings.key_dir)).history(args.id)
+        finally:
+            await engine.dispose()
+
+    try:
+        steps = asyncio.run(run())
+    except DomainError as exc:
+        print(f"ehospital: {exc.message}", file=sys.stderr)
+        return 1
+    for step in steps:
+        print(json.dumps(step, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ehospital", description="ehospital internet hospital")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rx_verify.add_argument("id", type=int, help="prescription id")
     rx_verify.set_defaults(func=_cmd_rx_verify)
+    rx_history = rx_sub.add_parser("history", help="who did what, when: one JSON line per step")
+    rx_history.add_argument("id", type=int, help="prescription id")
+    rx_history.set_defaults(func=_cmd_rx_history)
     return parser
 
 

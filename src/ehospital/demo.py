@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, time, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.auth.models import Account, Role
@@ -23,7 +24,9 @@ from ehospital.directory.repository import DirectoryRepository
 from ehospital.kit import resident_id
 from ehospital.kit.models import utcnow
 from ehospital.patients.models import Patient, Relationship
+from ehospital.pharmacy.models import StockLot
 from ehospital.prescriptions.formulary import sync_formulary
+from ehospital.prescriptions.models import Drug
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,7 @@ async def seed_demo(session: AsyncSession) -> bool:
             ),
         ]
     )
+    await _stock_pharmacies(session, pharmacies)
     holder = Account(
         username="patient",
         password_hash=hash_password(_password("patient")),
@@ -352,3 +356,30 @@ async def seed_demo(session: AsyncSession) -> bool:
         )
     await session.flush()
     return True
+
+
+async def _stock_pharmacies(session: AsyncSession, pharmacies: list[Organisation]) -> None:
+    """Two lots of every drug that may be prescribed online, in both demo pharmacies."""
+    today = date.today()
+    drugs = (await session.scalars(select(Drug).where(Drug.control == "none"))).all()
+    for pharmacy in pharmacies:
+        for drug in drugs:
+            session.add_all(
+                [
+                    StockLot(
+                        pharmacy_id=pharmacy.id,
+                        drug_id=drug.id,
+                        lot_number=f"D{pharmacy.id}-{drug.id}-A",
+                        expires_on=today + timedelta(days=120),
+                        quantity=200,
+                    ),
+                    StockLot(
+                        pharmacy_id=pharmacy.id,
+                        drug_id=drug.id,
+                        lot_number=f"D{pharmacy.id}-{drug.id}-B",
+                        expires_on=today + timedelta(days=540),
+                        quantity=500,
+                    ),
+                ]
+            )
+    await session.flush()

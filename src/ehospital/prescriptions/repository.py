@@ -127,3 +127,16 @@ class PrescriptionRepository:
                 .order_by(Prescription.version)
             )
         ).all()
+
+    async def story(self, lineage_id: int) -> Sequence[tuple[RxEvent, str | None]]:
+        """Every event of every version of a prescription, with the actor's username."""
+        from ehospital.auth.models import Account
+
+        rows = await self.session.execute(
+            select(RxEvent, Account.username)
+            .join(Prescription, Prescription.id == RxEvent.prescription_id)
+            .outerjoin(Account, Account.id == RxEvent.actor_id)
+            .where(Prescription.lineage_id == lineage_id)
+            .order_by(RxEvent.at, RxEvent.id)
+        )
+        return [(r[0], r[1]) for r in rows]

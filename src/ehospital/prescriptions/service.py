@@ -448,6 +448,45 @@ class PrescriptionService:
             reason=None if valid else "the prescription or its signature was altered",
         )
 
+    async def history(self, prescription_id: int) -> list[dict[str, object]]:
+        """The traceable story of a prescription and all its versions, then of its order: who
+        did what, when (for `ehospital rx history` and the regulator)."""
+        from ehospital.pharmacy.repository import PharmacyRepository
+
+        prescription = await self.repo.prescription(prescription_id)
+        if prescription is None:
+            raise _not_found()
+        lineage = prescription.lineage_id or prescription.id
+        steps: list[dict[str, object]] = [
+            {
+                "at": e.at.isoformat(),
+                "prescription_id": e.prescription_id,
+                "who": username or "system",
+                "role": e.actor_role,
+                "action": e.action,
+                "from": e.from_status,
+                "to": e.to_status,
+                "text": e.text,
+            }
+            for e, username in await self.repo.story(lineage)
+        ]
+        orders = PharmacyRepository(self.session)
+        for version in await self.repo.versions(lineage):
+            order = await orders.order_of_prescription(version.id)
+            if order is not None:
+                steps += [
+                    {
+                        "at": e.at.isoformat(),
+                        "order_id": order.id,
+                        "who": str(e.actor_id or "system"),
+                        "action": "order",
+                        "to": e.status,
+                        "text": e.text,
+                    }
+                    for e in await orders.events(order.id)
+                ]
+        return sorted(steps, key=lambda step: str(step["at"]))
+
     # --- reading ----------------------------------------------------------------------------
     async def get(self, actor: Actor, prescription_id: int) -> Prescription:
         """A prescription of a consultation the actor may see."""
