@@ -309,3 +309,37 @@ async def test_the_shipped_formulary_loads_and_is_searchable(
     found = (await client.get("/api/v1/drugs?q=二甲双胍")).json()
     assert found and all(d["atc"] == "A10BA02" for d in found)
     assert any(d["strength"] == "500" and d["form"] == "tablet" for d in found)
+
+
+async def test_admins_add_and_retire_drugs(client: httpx.AsyncClient, world: World, formulary: None) -> None:
+    body = {
+        "code": "t-new-drug",
+        "generic_en": "sitagliptin",
+        "generic_zh": "西格列汀",
+        "form": "tablet",
+        "strength": "100",
+        "unit": "mg",
+        "route": "oral",
+        "atc": "A10BH01",
+        "price_cents": 500,
+        "category": "diabetes",
+    }
+    assert (await client.post("/api/v1/drugs", headers=world.dr_dia.headers, json=body)).status_code == 403
+    r = await client.post("/api/v1/drugs", headers=world.admin.headers, json=body)
+    assert r.status_code == 201 and r.json()["strength"] == "100"
+    assert (await client.post("/api/v1/drugs", headers=world.admin.headers, json=body)).status_code == 409
+    bad = await client.post(
+        "/api/v1/drugs", headers=world.admin.headers, json={**body, "code": "x2", "atc": "nope"}
+    )
+    assert bad.status_code == 422
+    # Retired: no longer found, and a draft with it cannot be signed.
+    cid = await diagnosed(client, world)
+    rx = await draft(client, world, cid, items=[item("t-metformin-500")])
+    r = await client.post("/api/v1/drugs/t-metformin-500/retire", headers=world.admin.headers)
+    assert r.status_code == 200 and r.json()["retired"] is True
+    assert (await client.get("/api/v1/drugs?q=metformin")).json() == []
+    r = await sign(client, world, rx.json()["id"])
+    assert r.status_code == 422 and [f["rule"] for f in r.json()["error"]["details"]["failures"]] == [
+        "drug_retired"
+    ]
+    assert (await client.post("/api/v1/drugs/nope/retire", headers=world.admin.headers)).status_code == 404

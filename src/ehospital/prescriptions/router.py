@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep
 from ehospital.kit.schemas import IdPath
 from ehospital.prescriptions.schemas import (
+    DrugCreate,
     DrugRead,
     PrescriptionIn,
     PrescriptionRead,
@@ -17,7 +18,7 @@ from ehospital.prescriptions.schemas import (
     TextIn,
     VerifyResult,
 )
-from ehospital.prescriptions.service import PrescriptionService
+from ehospital.prescriptions.service import PrescriptionService, drug_read
 
 router = APIRouter(prefix="/api/v1", tags=["prescriptions"])
 
@@ -35,6 +36,22 @@ async def search_drugs(
 ) -> list[DrugRead]:
     """Search the formulary (drugs that may still be prescribed)."""
     return await _service(session, runtime).search_drugs(q, limit)
+
+
+@router.post("/drugs", response_model=DrugRead, status_code=status.HTTP_201_CREATED)
+async def add_drug(
+    data: DrugCreate, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> DrugRead:
+    """Add a product to the formulary (admin)."""
+    return drug_read(await _service(session, runtime).add_drug(actor, data))
+
+
+@router.post("/drugs/{code}/retire", response_model=DrugRead)
+async def retire_drug(
+    code: Annotated[str, Path(max_length=80)], actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> DrugRead:
+    """Retire a product: it can no longer be prescribed (admin)."""
+    return drug_read(await _service(session, runtime).retire_drug(actor, code))
 
 
 @router.post(

@@ -48,6 +48,53 @@ class PrescriptionIn(Input):
     note: str | None = Field(default=None, max_length=1000)
 
 
+class DrugCreate(Input):
+    code: str = Field(min_length=2, max_length=80, pattern=r"^[a-z0-9][a-z0-9.-]+$")
+    generic_en: str = Field(min_length=2, max_length=120)
+    generic_zh: str = Field(min_length=1, max_length=60)
+    form: Literal[
+        "tablet",
+        "tablet_er",
+        "capsule",
+        "capsule_er",
+        "granules",
+        "oral_solution",
+        "suspension",
+        "injection",
+        "injection_pen",
+        "inhaler",
+        "nebuliser_solution",
+        "cream",
+        "ointment",
+        "gel",
+        "lotion",
+        "solution_topical",
+        "patch",
+        "eye_drops",
+        "nasal_spray",
+        "suppository",
+    ]
+    strength: Decimal = Field(gt=0, le=1_000_000, max_digits=12, decimal_places=4)
+    unit: Literal["mg", "g", "mcg", "mg/mL", "units/mL", "%", "mcg/dose", "MBq"]
+    route: Literal[
+        "oral",
+        "topical",
+        "inhalation",
+        "subcutaneous",
+        "intravenous",
+        "intramuscular",
+        "transdermal",
+        "ophthalmic",
+        "nasal",
+        "rectal",
+    ]
+    atc: str = Field(pattern=r"^[A-V][0-9]{2}[A-Z]{2}[0-9]{2}$")
+    rx_only: bool = True
+    control: Literal["none", "narcotic", "psychotropic_1", "psychotropic_2", "toxic", "radioactive"] = "none"
+    price_cents: int = Field(ge=1, le=100_000_000)
+    category: str = Field(min_length=2, max_length=24, pattern=r"^[a-z_]+$")
+
+
 class DrugRead(Output):
     code: str
     generic_en: str

@@ -36,6 +36,7 @@ from ehospital.prescriptions.models import (
 )
 from ehospital.prescriptions.repository import PrescriptionRepository
 from ehospital.prescriptions.schemas import (
+    DrugCreate,
     DrugRead,
     FindingRead,
     ItemRead,
@@ -72,6 +73,30 @@ class PrescriptionService:
     # --- formulary --------------------------------------------------------------------------
     async def search_drugs(self, text: str, limit: int = 20) -> list[DrugRead]:
         return [drug_read(d) for d in await self.repo.search(text.strip(), limit)]
+
+    async def add_drug(self, actor: Actor, data: DrugCreate) -> Drug:
+        """An admin adds a product to the formulary."""
+        if not actor.is_admin:
+            raise Forbidden("only an administrator changes the formulary", code="admin_only")
+        if await self.repo.drugs_by_code([data.code]):
+            raise Conflict("a drug with this code exists", code="duplicate_code")
+        drug = Drug(**{**data.model_dump(), "strength": format(data.strength.normalize(), "f")})
+        self.repo.add(drug)
+        await self.session.flush()
+        record(self.session, actor, "create", "drug", drug.id)
+        return drug
+
+    async def retire_drug(self, actor: Actor, code: str) -> Drug:
+        """Retired drugs stay in signed prescriptions but can no longer be prescribed."""
+        if not actor.is_admin:
+            raise Forbidden("only an administrator changes the formulary", code="admin_only")
+        drug = (await self.repo.drugs_by_code([code])).get(code)
+        if drug is None:
+            raise NotFound("no such drug", code="drug_not_found")
+        if drug.retired_at is None:
+            drug.retired_at = utcnow()
+            record(self.session, actor, "retire", "drug", drug.id)
+        return drug
 
     # --- writing ----------------------------------------------------------------------------
     async def create(self, actor: Actor, consultation_id: int, data: PrescriptionIn) -> Prescription:
