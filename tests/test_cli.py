@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -162,3 +163,40 @@ def test_bad_configuration_is_one_clear_line(
     assert result.returncode == code
     assert says in result.stderr
     assert "Traceback" not in result.stderr and "secret" not in result.stderr
+
+
+def test_demo_walkthrough_drives_the_whole_loop(tmp_path: Path) -> None:
+    assert run(["demo"], tmp_path).returncode == 0
+    port = free_port()
+    env = {**os.environ, "EHOSPITAL_DATA_DIR": str(tmp_path)}
+    env.pop("EHOSPITAL_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [EHOSPITAL, "serve", "--port", str(port), "--no-access-log"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        walk = run(["demo", "--walkthrough", "--url", f"http://127.0.0.1:{port}"], tmp_path)
+        assert walk.returncode == 0, walk.stderr
+        steps = [json.loads(line) for line in walk.stdout.splitlines()]
+        assert steps[-1]["state"] == "delivered"
+        assert [s["step"] for s in steps][:4] == [
+            "patient_registered",
+            "consultation_opened",
+            "doctor_accepted",
+            "prescription_signed",
+        ]
+        assert run(["demo", "--walkthrough"], tmp_path).returncode == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    unreachable = run(["demo", "--walkthrough", "--url", f"http://127.0.0.1:{port}"], tmp_path)
+    assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr

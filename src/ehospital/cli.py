@@ -67,6 +67,9 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from ehospital.demo import DEMO_ACCOUNTS, seed_demo
 
+    if args.walkthrough:
+        return _walkthrough(args.url)
+
     migrate(settings.resolved_database_url())
 
     async def run() -> bool:
@@ -87,6 +90,20 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"  {account.role:<15} {account.username:<{width}}  password: "
             f"{account.password:<{pw_width}}  {account.note}"
         )
+    return 0
+
+
+def _walkthrough(url: str | None) -> int:
+    from ehospital.walkthrough import WalkthroughError, run
+
+    if not url:
+        print("ehospital demo --walkthrough needs --url of a running server with the demo", file=sys.stderr)
+        return 2
+    try:
+        run(url, lambda step: print(json.dumps(step, ensure_ascii=False), flush=True))
+    except WalkthroughError as exc:
+        print(f"ehospital: walkthrough stopped: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -195,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="seed the demo hospital once and print its accounts")
     demo.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     demo.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--walkthrough", action="store_true", help="drive the whole care loop through the HTTP API of --url"
+    )
+    demo.add_argument("--url", help="a running server that has the demo (with --walkthrough)")
     demo.set_defaults(func=_cmd_demo)
 
     mig = sub.add_parser("migrate", help="upgrade the database schema")
