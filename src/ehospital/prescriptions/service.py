@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
@@ -189,7 +190,13 @@ class PrescriptionService:
         public = signing.public_bytes(key)
         fingerprint = signing.fingerprint(public)
         if await self.repo.key_of(actor.doctor_id, fingerprint) is None:
-            self.repo.add(DoctorKey(fingerprint=fingerprint, doctor_id=actor.doctor_id, public_key=public))
+            try:  # the doctor's first signature; a parallel one may register the same key
+                async with self.session.begin_nested():
+                    self.repo.add(
+                        DoctorKey(fingerprint=fingerprint, doctor_id=actor.doctor_id, public_key=public)
+                    )
+            except IntegrityError:
+                pass
         prescription.signed_at = utcnow()
         prescription.key_fingerprint = fingerprint
         prescription.expires_at = expiry_of(prescription.signed_at, prescription.validity_days)
