@@ -78,6 +78,12 @@ class Database:
 @pytest.fixture(scope="session")
 async def database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
     """One migrated database per backend for the whole run, dropped afterwards."""
+    async for db in fresh_database(backend, tmp_path_factory):
+        yield db
+
+
+async def fresh_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """A new migrated database, dropped when the generator closes."""
     tmp = tmp_path_factory.mktemp(backend)
     url, pg_name = await make_database(backend, tmp)
     try:

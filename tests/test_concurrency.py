@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,8 +25,15 @@ from ehospital.directory.models import Doctor
 from ehospital.kit.context import Actor
 from ehospital.kit.errors import DomainError
 from ehospital.kit.storage import LocalFileStore
-from tests.conftest import Database
+from tests.conftest import Database, fresh_database
 from tests.personas import PASSWORD, World, build_world, png_bytes
+
+
+@pytest.fixture(scope="module")
+async def database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """These tests commit for real: their own database, so other modules never see their rows."""
+    async for db in fresh_database(backend, tmp_path_factory):
+        yield db
 
 
 async def race(database: Database, n: int, job: Callable[[AsyncSession, int], Awaitable[Any]]) -> list[Any]:

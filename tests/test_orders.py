@@ -64,7 +64,10 @@ async def test_the_whole_loop_to_delivery(
     assert rx["status"] == "paid"
     r = await client.post(f"/api/v1/orders/{order['id']}/dispense", headers=world.pharmacist.headers)
     assert r.status_code == 200 and r.json()["status"] == "dispensed"
-    lots = {lot.lot_number: lot.quantity for lot in await session.scalars(select(StockLot))}
+    lots = {
+        lot.lot_number: lot.quantity
+        for lot in await session.scalars(select(StockLot).where(StockLot.pharmacy_id == world.pharmacy.id))
+    }
     assert lots == {"L-SOON": 0, "L-LATE": 96}  # first expiring first: 10 from the soon lot, 4 more
     for step in ("packed", "with_courier", "delivered"):
         r = await client.post(
@@ -122,7 +125,10 @@ async def test_an_expired_lot_is_never_used_and_shortage_writes_nothing(
     assert r.status_code == 409 and r.json()["error"]["code"] == "insufficient_stock"
     assert r.json()["error"]["details"]["missing"] == 9
     session.expunge_all()
-    lots = {lot.lot_number: lot.quantity for lot in await session.scalars(select(StockLot))}
+    lots = {
+        lot.lot_number: lot.quantity
+        for lot in await session.scalars(select(StockLot).where(StockLot.pharmacy_id == world.pharmacy.id))
+    }
     assert lots == {"L-EXPIRED": 100, "L-SMALL": 5}  # nothing taken
     again = (await client.get(f"/api/v1/orders/{order['id']}", headers=world.alice.headers)).json()
     assert again["status"] == "paid"

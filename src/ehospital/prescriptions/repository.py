@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.kit.models import one_or_none
@@ -140,3 +140,22 @@ class PrescriptionRepository:
             .order_by(RxEvent.at, RxEvent.id)
         )
         return [(r[0], r[1]) for r in rows]
+
+    async def of_consultation(self, consultation_id: int, *, include_drafts: bool) -> Sequence[Prescription]:
+        query = select(Prescription).where(Prescription.consultation_id == consultation_id)
+        if not include_drafts:
+            query = query.where(Prescription.status != RxStatus.DRAFT)
+        return (await self.session.scalars(query.order_by(Prescription.id))).all()
+
+    async def signed_visible(self, visible: ColumnElement[bool], limit: int) -> Sequence[Prescription]:
+        """Signed prescriptions of the consultations matching `visible` (a visibility clause)."""
+        from ehospital.consultations.models import Consultation
+
+        query = (
+            select(Prescription)
+            .join(Consultation, Consultation.id == Prescription.consultation_id)
+            .where(visible, Prescription.status != RxStatus.DRAFT)
+            .order_by(Prescription.id.desc())
+            .limit(limit)
+        )
+        return (await self.session.scalars(query)).all()

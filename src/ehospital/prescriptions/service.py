@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehospital.audit.service import record
 from ehospital.auth.models import Role
 from ehospital.consultations.models import CHATTING_STATUSES, Consultation
-from ehospital.consultations.repository import ConsultationRepository
+from ehospital.consultations.repository import ConsultationRepository, visibility
 from ehospital.directory.models import OrganisationKind
 from ehospital.directory.repository import DirectoryRepository
 from ehospital.kit.context import SYSTEM, Actor
@@ -47,6 +48,15 @@ from ehospital.prescriptions.schemas import (
     ReviewIn,
     VerifyResult,
 )
+
+
+@dataclass(frozen=True)
+class PatientContext:
+    """What the reviewing pharmacist is shown of the patient."""
+
+    name: str
+    sex: str
+    age: int
 
 
 class RulesFailed(Unprocessable):
@@ -521,11 +531,19 @@ class PrescriptionService:
 
     # --- reading ----------------------------------------------------------------------------
     async def get(self, actor: Actor, prescription_id: int) -> Prescription:
-        """A prescription of a consultation the actor may see."""
+        """A prescription of a consultation the actor may see, or a signed one sent to the
+        pharmacist's pharmacy."""
         prescription = await self.repo.prescription(prescription_id)
+        if prescription is None:
+            raise _not_found()
+        for_pharmacist = (
+            actor.role is Role.PHARMACIST
+            and actor.organisation_id == prescription.pharmacy_id
+            and prescription.status != RxStatus.DRAFT
+        )
         if (
-            prescription is None
-            or await self.consultations.visible(actor, prescription.consultation_id) is None
+            not for_pharmacist
+            and await self.consultations.visible(actor, prescription.consultation_id) is None
         ):
             raise _not_found()
         if actor.is_patient and prescription.status == RxStatus.DRAFT:
@@ -534,6 +552,36 @@ class PrescriptionService:
             self.session, actor, "read", "prescription", prescription.id, patient_id=prescription.patient_id
         )
         return prescription
+
+    async def in_consultation(self, actor: Actor, consultation_id: int) -> list[Prescription]:
+        """Every prescription (all versions) of a consultation the actor may see, oldest first;
+        a patient account sees only what the doctor signed."""
+        if await self.consultations.visible(actor, consultation_id) is None:
+            raise NotFound("no such consultation", code="consultation_not_found")
+        found = list(await self.repo.of_consultation(consultation_id, include_drafts=not actor.is_patient))
+        record(self.session, actor, "list", "prescription", consultation_id)
+        return found
+
+    async def of_account(self, actor: Actor, limit: int = 100) -> list[Prescription]:
+        """The signed prescriptions of the consultations the actor may see, newest first."""
+        found = list(await self.repo.signed_visible(visibility(actor), limit))
+        record(self.session, actor, "list", "prescription", None)
+        return found
+
+    async def latest_text(self, prescription: Prescription, action: str) -> str | None:
+        """The text of the latest event of a kind (e.g. the pharmacist's question, "review_return")."""
+        texts = [e.text for e in await self.repo.events(prescription.id) if e.action == action and e.text]
+        return texts[-1] if texts else None
+
+    async def for_review(self, actor: Actor, prescription_id: int) -> tuple[Prescription, PatientContext]:
+        """A signed prescription sent to the pharmacist's pharmacy, with the patient's context."""
+        self._pharmacy_of(actor)
+        prescription = await self.get(actor, prescription_id)
+        patient = await self.session.get(Patient, prescription.patient_id)
+        assert patient is not None
+        return prescription, PatientContext(
+            patient.name, patient.sex, age_on(patient.birth_date, date.today())
+        )
 
     async def _mine(self, actor: Actor, prescription_id: int, *, lock: bool = False) -> Prescription:
         get = self.repo.for_update if lock else self.repo.prescription
@@ -576,7 +624,7 @@ def _items(prescription_id: int, data: PrescriptionIn, drugs: dict[str, Drug]) -
             prescription_id=prescription_id,
             position=n,
             drug_id=drugs[item.drug_code].id,
-            dose=str(item.dose.normalize()),
+            dose=format(item.dose.normalize(), "f"),  # "500", never "5E+2" (it is signed)
             dose_unit=item.dose_unit,
             route=item.route,
             frequency=item.frequency,

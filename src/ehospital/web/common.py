@@ -43,6 +43,7 @@ ROLE_HOME = {
     Role.PATIENT: "/patient",
     Role.DOCTOR: "/doctor",
     Role.ADMIN: "/admin",
+    Role.PHARMACIST: "/pharmacy",
 }
 
 SECURITY_HEADERS = {
@@ -207,11 +208,14 @@ def nav_for(actor: Actor | None) -> list[tuple[str, str]]:
             ("/patient", "nav.family"),
             ("/patient/consultations", "nav.my_consultations"),
             ("/patient/consultations/new", "nav.new_consultation"),
+            ("/patient/prescriptions", "nav.my_prescriptions"),
         ]
     if actor.role is Role.DOCTOR:
         return [("/doctor", "nav.queue"), ("/doctor/consultations", "nav.my_consultations")]
     if actor.role is Role.ADMIN:
         return [("/admin", "nav.doctors"), ("/admin/centres", "nav.centres")]
+    if actor.role is Role.PHARMACIST:
+        return [("/pharmacy", "nav.review_queue")]
     return [("/account", "nav.account")]
 
 
@@ -277,6 +281,7 @@ def _role(*roles: Role) -> Callable[[Web], Awaitable[Web]]:
 PatientWeb = Annotated[Web, Depends(_role(Role.PATIENT))]
 DoctorWeb = Annotated[Web, Depends(_role(Role.DOCTOR))]
 AdminWeb = Annotated[Web, Depends(_role(Role.ADMIN))]
+PharmacistWeb = Annotated[Web, Depends(_role(Role.PHARMACIST))]
 CareWeb = Annotated[Web, Depends(_role(Role.PATIENT, Role.DOCTOR))]
 
 

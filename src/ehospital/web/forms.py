@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,7 @@ def _field_message(t: Translator, err: ErrorDetails, form: str, name: str) -> st
         return t(specific) if has(specific, t.lang) else t("validation.pattern")
     if kind.startswith("date_"):
         return t("validation.date")
-    if kind.startswith(("int_", "float_")):
+    if kind.startswith(("int_", "float_", "decimal_")):
         return t("validation.number")
     if kind in ("literal_error", "enum"):
         return t("validation.choice")
@@ -106,11 +106,16 @@ def invalid(
     values: Mapping[str, str],
     *,
     rename: Mapping[str, str] = {},
+    locate: Callable[[tuple[int | str, ...]], str] | None = None,
 ) -> FormState:
-    """A form state with one localised message per field (the model's field names, or `rename`d)."""
+    """A form state with one localised message per field (the model's field names, or `rename`d,
+    or what `locate` makes of an error's whole location: nested fields such as items.1.dose)."""
     fields: dict[str, str] = {}
     for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else "form"
+        if locate is not None:
+            name = locate(tuple(err["loc"]))
+        else:
+            name = str(err["loc"][0]) if err["loc"] else "form"
         name = rename.get(name, name)
         fields.setdefault(name, _field_message(t, err, form, name))
     return FormState(

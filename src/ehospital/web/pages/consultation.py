@@ -15,6 +15,7 @@ from ehospital.consultations.schemas import DiagnosisIn, MessageCreate, Terminat
 from ehospital.consultations.service import ConsultationService
 from ehospital.directory.service import DirectoryService
 from ehospital.kit.errors import DomainError
+from ehospital.prescriptions.models import RxStatus
 from ehospital.web.common import CareWeb, DoctorWeb, PatientWeb, PostedForm, SignedInWeb, Web
 from ehospital.web.forms import (
     EMPTY,
@@ -27,6 +28,7 @@ from ehospital.web.forms import (
     values_of,
 )
 from ehospital.web.pages.doctor import queue_page
+from ehospital.web.pages.rx_view import LINES, described, pad_view, reads
 from ehospital.web.pages.shared import MAX_ID, centre_names, clinic_names, message_view
 
 router = APIRouter(include_in_schema=False)
@@ -53,7 +55,11 @@ async def _all_messages(web: Web, consultation_id: int) -> list[Message]:
 
 
 async def consultation_page(
-    web: Web, consultation_id: int, state: FormState = EMPTY, status_code: int = 200
+    web: Web,
+    consultation_id: int,
+    state: FormState = EMPTY,
+    status_code: int = 200,
+    pick: tuple[int, str] | None = None,
 ) -> Response:
     """The page; also what a failed action re-renders, with that form's values and messages."""
     consultation = await _service(web).read(web.me, consultation_id)
@@ -61,6 +67,13 @@ async def consultation_page(
     centres = await DirectoryService(web.session).centres(include_inactive=True)
     status = Status(consultation.status)
     me = web.me
+    prescriptions = await reads(web).in_consultation(me, consultation_id)
+    # The pad: once the diagnosis it is linked to is recorded, while the consultation is open.
+    can_prescribe = (
+        me.is_practising_doctor and status in CHATTING_STATUSES and bool(consultation.diagnosis_code)
+    )
+    drafts = [p for p in prescriptions if p.status == RxStatus.DRAFT]
+    pad = await pad_view(web, drafts, state, pick) if can_prescribe else None
     return web.render(
         "consultation.html",
         c=consultation,
@@ -73,6 +86,8 @@ async def consultation_page(
         can_cancel=me.is_patient and status in (Status.REQUESTED, Status.ACCEPTED),
         can_accept=me.is_doctor and status is Status.REQUESTED,
         can_treat=me.is_doctor and status in CHATTING_STATUSES,
+        pad=pad,
+        prescriptions=await described(web, prescriptions),
         state=state,
         status_code=status_code,
         here=f"/consultations/{consultation_id}",
@@ -80,8 +95,15 @@ async def consultation_page(
 
 
 @router.get("/consultations/{consultation_id}")
-async def show(consultation_id: Id, web: CareWeb) -> Response:
-    return await consultation_page(web, consultation_id)
+async def show(
+    consultation_id: Id,
+    web: CareWeb,
+    line: Annotated[int | None, Query(ge=1, le=len(LINES))] = None,
+    drug: Annotated[str | None, Query(max_length=80)] = None,
+) -> Response:
+    """The consultation; `line` and `drug` put a drug picked on the search page (no script) on the pad."""
+    pick = (line, drug) if line is not None and drug else None
+    return await consultation_page(web, consultation_id, pick=pick)
 
 
 @router.get("/consultations/{consultation_id}/messages.json")
