@@ -161,8 +161,7 @@ async def run_bench(base: str, args: argparse.Namespace) -> dict[str, Any]:
                 cast.pharmacist,
                 json={"decision": "approve"},
             )
-            orders = (await api.call("GET", "/api/v1/orders", patients[i]))[1]
-            order = next(o for o in orders if o["prescription_id"] == rx["id"])
+            order = (await api.call("GET", f"/api/v1/prescriptions/{rx['id']}/order", patients[i]))[1]
             await timed("pay", "POST", f"/api/v1/orders/{order['id']}/pay", patients[i])
             await timed("dispense", "POST", f"/api/v1/orders/{order['id']}/dispense", staff)
 

@@ -227,3 +227,11 @@ async def test_stock_input_is_checked(client: httpx.AsyncClient, world: World, f
         json={"drug_code": "t-metformin-500", "lot_number": "L", "expires_on": "2030-01-01", "quantity": 1},
     )
     assert r.status_code == 403
+
+
+async def test_the_order_of_a_prescription(client: httpx.AsyncClient, world: World, formulary: None) -> None:
+    order = await approved_order(client, world)
+    url = f"/api/v1/prescriptions/{order['prescription_id']}/order"
+    assert (await client.get(url, headers=world.alice.headers)).json()["id"] == order["id"]
+    assert (await client.get(url, headers=world.pharmacist.headers)).json()["id"] == order["id"]
+    assert (await client.get(url, headers=world.bob.headers)).status_code == 404

@@ -189,7 +189,7 @@ def run(base: str, emit: Callable[[dict[str, Any]], None]) -> None:
     )
     emit({"step": "pharmacist_approved", "prescription_id": rx["id"], "state": rx["status"]})
 
-    order = next(o for o in api.call("GET", "/api/v1/orders", patient) if o["prescription_id"] == rx["id"])
+    order = api.call("GET", f"/api/v1/prescriptions/{rx['id']}/order", patient)
     order = api.call("POST", f"/api/v1/orders/{order['id']}/pay", patient)
     emit(
         {

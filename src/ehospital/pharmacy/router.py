@@ -25,6 +25,15 @@ async def my_orders(actor: CurrentActor, session: SessionDep, runtime: RuntimeDe
     return [await service.describe(o) for o in await service.mine(actor)]
 
 
+@router.get("/prescriptions/{prescription_id}/order", response_model=OrderRead)
+async def order_of_prescription(
+    prescription_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> OrderRead:
+    """The order an approved prescription became (its patient account, or its pharmacy's staff)."""
+    service = _service(session, runtime)
+    return await service.describe(await service.of_prescription(actor, prescription_id))
+
+
 @router.get("/orders/{order_id}", response_model=OrderRead)
 async def get_order(
     order_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep

@@ -239,6 +239,13 @@ class OrderService:
         record(self.session, actor, "read", "order", order.id, patient_id=order.patient_id)
         return order
 
+    async def of_prescription(self, actor: Actor, prescription_id: int) -> Order:
+        """The order of a prescription (its patient account, or its pharmacy's staff)."""
+        order = await self.repo.order_of_prescription(prescription_id)
+        if order is None:
+            raise _not_found()
+        return await self.get(actor, order.id)
+
     async def mine(self, actor: Actor) -> list[Order]:
         if not actor.is_patient:
             raise Forbidden("only patient accounts have orders", code="not_a_patient_account")
