@@ -39,6 +39,7 @@ class FindingOut:
     rule: str
     severity: Severity
     message: str
+    message_zh: str
     source: str
     evidence: dict[str, object] = field(default_factory=dict)
 
@@ -60,6 +61,7 @@ def regulatory_findings(rx: CheckInput) -> list[FindingOut]:
                 "duplicate_ingredient",
                 Severity.MAJOR,
                 f"{name} appears more than once in the prescription (duplicate therapy)",
+                f"{name} 在处方中重复出现（重复用药）",
                 SOURCE,
                 {"positions": [i.position for i in rx.items if i.generic_en == name]},
             )
@@ -71,6 +73,7 @@ def regulatory_findings(rx: CheckInput) -> list[FindingOut]:
                 "extended_supply",
                 Severity.MODERATE if longest > 28 else Severity.MINOR,
                 f"{longest} days' supply for a chronic disease; stated reason: {rx.extended_reason}",
+                f"慢性病用药 {longest} 天；医生注明的理由：{rx.extended_reason}",
                 SOURCE,
                 {"days": longest, "long_term": rx.long_term},
             )
@@ -81,6 +84,7 @@ def regulatory_findings(rx: CheckInput) -> list[FindingOut]:
                 "paediatric_patient",
                 Severity.MODERATE,
                 f"patient aged {rx.patient_age}: check paediatric doses; guardian presence attested",
+                f"患儿 {rx.patient_age} 岁：请核对儿童剂量；已确认监护人在场",
                 SOURCE,
                 {"age": rx.patient_age, "guardian_present": rx.guardian_present},
             )
@@ -91,6 +95,7 @@ def regulatory_findings(rx: CheckInput) -> list[FindingOut]:
                 "extended_validity",
                 Severity.MINOR,
                 f"the doctor extended validity to {rx.validity_days} days",
+                f"医生将处方有效期延长至 {rx.validity_days} 天",
                 SOURCE,
                 {"validity_days": rx.validity_days},
             )

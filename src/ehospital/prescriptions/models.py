@@ -153,6 +153,7 @@ class Finding(IdMixin, CreatedMixin, Base):
     rule: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+    message_zh: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[str] = mapped_column(Text, default="")  # JSON
     source: Mapped[str] = mapped_column(String(64))
 

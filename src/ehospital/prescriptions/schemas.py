@@ -127,6 +127,7 @@ class FindingRead(Output):
     rule: str
     severity: str
     message: str
+    message_zh: str
     source: str
     evidence: str
 

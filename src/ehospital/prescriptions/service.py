@@ -252,6 +252,7 @@ class PrescriptionService:
                         rule=found.rule,
                         severity=str(found.severity),
                         message=found.message,
+                        message_zh=found.message_zh,
                         evidence=json.dumps(found.evidence, ensure_ascii=False, sort_keys=True),
                         source=found.source,
                     )

@@ -145,6 +145,7 @@ def upgrade() -> None:
         sa.Column("rule", sa.String(length=64), nullable=False),
         sa.Column("severity", sa.String(length=16), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("message_zh", sa.Text(), nullable=False),
         sa.Column("evidence", sa.Text(), nullable=False),
         sa.Column("source", sa.String(length=64), nullable=False),
         sa.Column(
