@@ -80,6 +80,7 @@ class PrescriptionService:
         self.repo = PrescriptionRepository(session)
         self.consultations = ConsultationRepository(session)
         self.directory = DirectoryRepository(session)
+        self._lines_cache: dict[int, tuple[Sequence[PrescriptionItem], dict[int, Drug]]] = {}
 
     # --- formulary --------------------------------------------------------------------------
     async def search_drugs(self, text: str, limit: int = 20) -> list[DrugRead]:
@@ -141,6 +142,7 @@ class PrescriptionService:
         await self.session.flush()
         prescription.lineage_id = prescription.id
         await self.repo.replace_items(prescription.id, _items(prescription.id, data, drugs))
+        self._lines_cache.pop(prescription.id, None)
         record(
             self.session, actor, "create", "prescription", prescription.id, patient_id=prescription.patient_id
         )
@@ -156,6 +158,7 @@ class PrescriptionService:
         for key, value in data.model_dump(exclude={"items"}).items():
             setattr(prescription, key, value)
         await self.repo.replace_items(prescription.id, _items(prescription.id, data, drugs))
+        self._lines_cache.pop(prescription.id, None)
         record(
             self.session, actor, "update", "prescription", prescription.id, patient_id=prescription.patient_id
         )
@@ -223,8 +226,7 @@ class PrescriptionService:
         """Run every checker, store its findings, and put the prescription in review."""
         patient = await self.session.get(Patient, prescription.patient_id)
         assert patient is not None
-        items = await self.repo.items(prescription.id)
-        drugs = await self.repo.drugs([i.drug_id for i in items])
+        items, drugs = await self._lines(prescription.id)
         facts = checks.CheckInput(
             items=tuple(
                 checks.CheckedItem(
@@ -376,8 +378,7 @@ class PrescriptionService:
     async def _failures(self, prescription: Prescription) -> list[rules.RuleFailure]:
         patient = await self.session.get(Patient, prescription.patient_id)
         assert patient is not None
-        items = await self.repo.items(prescription.id)
-        drugs = await self.repo.drugs([i.drug_id for i in items])
+        items, drugs = await self._lines(prescription.id)
         facts = rules.RxFacts(
             items=tuple(
                 rules.ItemFacts(
@@ -414,8 +415,7 @@ class PrescriptionService:
         patient = await self.session.get(Patient, prescription.patient_id)
         doctor = await self.directory.doctor(prescription.doctor_id)
         assert patient is not None and doctor is not None and prescription.signed_at is not None
-        items = await self.repo.items(prescription.id)
-        drugs = await self.repo.drugs([i.drug_id for i in items])
+        items, drugs = await self._lines(prescription.id)
         return {
             "prescription": {
                 "id": prescription.id,
@@ -584,6 +584,16 @@ class PrescriptionService:
             patient.name, patient.sex, age_on(patient.birth_date, date.today())
         )
 
+    async def _lines(self, prescription_id: int) -> tuple[Sequence[PrescriptionItem], dict[int, Drug]]:
+        """A prescription's items and their drugs, read once per request (signing needs them for
+        the rules, the signed document, the automatic check and the answer)."""
+        cached = self._lines_cache.get(prescription_id)
+        if cached is None:
+            items = await self.repo.items(prescription_id)
+            cached = (items, await self.repo.drugs([i.drug_id for i in items]))
+            self._lines_cache[prescription_id] = cached
+        return cached
+
     async def _mine(self, actor: Actor, prescription_id: int, *, lock: bool = False) -> Prescription:
         get = self.repo.for_update if lock else self.repo.prescription
         prescription = await get(prescription_id)
@@ -596,8 +606,7 @@ class PrescriptionService:
         return prescription
 
     async def describe(self, prescription: Prescription) -> PrescriptionRead:
-        items = await self.repo.items(prescription.id)
-        drugs = await self.repo.drugs([i.drug_id for i in items])
+        items, drugs = await self._lines(prescription.id)
         return PrescriptionRead.model_validate(
             {
                 **{
