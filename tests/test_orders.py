@@ -235,3 +235,26 @@ async def test_the_order_of_a_prescription(client: httpx.AsyncClient, world: Wor
     assert (await client.get(url, headers=world.alice.headers)).json()["id"] == order["id"]
     assert (await client.get(url, headers=world.pharmacist.headers)).json()["id"] == order["id"]
     assert (await client.get(url, headers=world.bob.headers)).status_code == 404
+
+
+async def test_an_expired_prescription_cancels_its_unpaid_order(
+    client: httpx.AsyncClient, world: World, formulary: None, session: AsyncSession, tmp_path: Path
+) -> None:
+    from sqlalchemy import update
+
+    from ehospital.kit.models import utcnow
+    from ehospital.prescriptions.models import Prescription
+
+    order = await approved_order(client, world)
+    await session.execute(
+        update(Prescription)
+        .where(Prescription.id == order["prescription_id"])
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    await session.commit()
+    assert await PrescriptionService(session, KeyStore(tmp_path)).expire_due() == 1
+    await session.commit()
+    after = (await client.get(f"/api/v1/orders/{order['id']}", headers=world.alice.headers)).json()
+    assert after["status"] == "cancelled"
+    r = await client.post(f"/api/v1/orders/{order['id']}/pay", headers=world.alice.headers)
+    assert r.status_code == 409 and r.json()["error"]["details"]["state"] == "cancelled"

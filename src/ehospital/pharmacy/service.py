@@ -95,6 +95,12 @@ class OrderService:
         assert prescription is not None
         advance(self.session, actor, prescription, to, action)
 
+    async def cancel_unpaid(self, prescription_id: int, reason: str) -> None:
+        """Cancel the order of a prescription that can no longer be dispensed."""
+        order = await self.repo.order_of_prescription(prescription_id)
+        if order is not None and order.status == OrderStatus.AWAITING_PAYMENT:
+            self._move(SYSTEM, order, OrderStatus.CANCELLED, reason)
+
     # --- payment ----------------------------------------------------------------------------
     async def pay_locally(self, actor: Actor, order_id: int) -> Order:
         """Demo payment: the local provider "calls back" exactly as a real gateway would."""

@@ -370,9 +370,14 @@ class PrescriptionService:
 
     async def expire_due(self) -> int:
         """Prescriptions not approved and paid in time expire (run periodically)."""
+        from ehospital.pharmacy.service import OrderService
+
         due = await self.repo.due_to_expire(utcnow())
         for prescription in due:
+            was_approved = prescription.status == RxStatus.APPROVED
             self._move(SYSTEM, prescription, RxStatus.EXPIRED, "expire")
+            if was_approved:  # its unpaid order goes with it
+                await OrderService(self.session, {}).cancel_unpaid(prescription.id, "prescription expired")
         return len(due)
 
     async def _failures(self, prescription: Prescription) -> list[rules.RuleFailure]:
