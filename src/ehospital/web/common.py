@@ -44,6 +44,7 @@ ROLE_HOME = {
     Role.DOCTOR: "/doctor",
     Role.ADMIN: "/admin",
     Role.PHARMACIST: "/pharmacy",
+    Role.PHARMACY_STAFF: "/pharmacy/orders",
 }
 
 SECURITY_HEADERS = {
@@ -215,7 +216,9 @@ def nav_for(actor: Actor | None) -> list[tuple[str, str]]:
     if actor.role is Role.ADMIN:
         return [("/admin", "nav.doctors"), ("/admin/centres", "nav.centres")]
     if actor.role is Role.PHARMACIST:
-        return [("/pharmacy", "nav.review_queue")]
+        return [("/pharmacy", "nav.review_queue"), ("/pharmacy/orders", "nav.orders")]
+    if actor.role is Role.PHARMACY_STAFF:
+        return [("/pharmacy/orders", "nav.orders")]
     return [("/account", "nav.account")]
 
 
@@ -282,6 +285,8 @@ PatientWeb = Annotated[Web, Depends(_role(Role.PATIENT))]
 DoctorWeb = Annotated[Web, Depends(_role(Role.DOCTOR))]
 AdminWeb = Annotated[Web, Depends(_role(Role.ADMIN))]
 PharmacistWeb = Annotated[Web, Depends(_role(Role.PHARMACIST))]
+# Dispensing and delivery: the pharmacy's staff and its pharmacists.
+PharmacyWeb = Annotated[Web, Depends(_role(Role.PHARMACY_STAFF, Role.PHARMACIST))]
 CareWeb = Annotated[Web, Depends(_role(Role.PATIENT, Role.DOCTOR))]
 
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from ehospital.directory.models import OrganisationKind
 from ehospital.directory.service import DirectoryService
+from ehospital.kit.errors import NotFound
+from ehospital.pharmacy.models import Order, OrderStatus
+from ehospital.pharmacy.service import OrderService
 from ehospital.prescriptions.models import Prescription, RxStatus
 from ehospital.prescriptions.rules import MAX_ITEMS
 from ehospital.prescriptions.schemas import DrugRead, PrescriptionRead
@@ -40,6 +43,15 @@ FREQUENCIES = ("qd", "bid", "tid", "qid", "q12h", "q8h", "q6h", "qn", "qw")
 # A returned or waiting prescription can still be taken back by its doctor.
 WITHDRAWABLE = (RxStatus.AUTO_CHECKED, RxStatus.RETURNED)
 LINE_DEFAULTS = {"dose_unit": "mg", "route": "oral"}
+# Prescriptions that have an order (approval opens it).
+WITH_ORDER = (RxStatus.APPROVED, RxStatus.PAID, RxStatus.DISPENSED, RxStatus.DELIVERED)
+# The delivery steps staff may take next from each order status (ORDER_MOVES, less payment).
+NEXT_STEPS: dict[str, tuple[str, ...]] = {
+    OrderStatus.DISPENSED: (OrderStatus.PACKED,),
+    OrderStatus.PACKED: (OrderStatus.WITH_COURIER,),
+    OrderStatus.WITH_COURIER: (OrderStatus.DELIVERED, OrderStatus.FAILED),
+    OrderStatus.FAILED: (OrderStatus.WITH_COURIER, OrderStatus.RETURNED),
+}
 
 
 def plain_number(value: str) -> str:
@@ -54,6 +66,10 @@ def plain_number(value: str) -> str:
 
 def reads(web: Web) -> PrescriptionService:
     return PrescriptionService(web.session, web.runtime.keys)
+
+
+def orders(web: Web) -> OrderService:
+    return OrderService(web.session, web.runtime.payments)
 
 
 def drug_label(t: Translator, drug: DrugRead) -> str:
@@ -88,6 +104,24 @@ def rx_view(web: Web, rx: PrescriptionRead, question: str | None = None) -> dict
         "question": question,
         "can_answer": rx.status == RxStatus.RETURNED,
         "can_withdraw": rx.status in WITHDRAWABLE,
+        "order": None,
+    }
+
+
+async def order_view(web: Web, order: Order, rx: PrescriptionRead | None) -> dict[str, Any]:
+    """An order with its lines (drug names when the prescription is readable), timeline and the
+    actions its status allows."""
+    read = await orders(web).describe(order)
+    names = {i.position: drug_label(web.t, i.drug) for i in rx.items} if rx is not None else {}
+    return {
+        "o": read,
+        "lines": [
+            {"line": line, "label": names.get(line.position) or web.t("order.drug_id", id=line.drug_id)}
+            for line in read.lines
+        ],
+        "can_pay": read.status == OrderStatus.AWAITING_PAYMENT,
+        "can_dispense": read.status == OrderStatus.PAID,
+        "steps": NEXT_STEPS.get(read.status, ()),
     }
 
 
@@ -98,7 +132,16 @@ async def described(web: Web, found: Sequence[Prescription]) -> list[dict[str, A
         question = None
         if prescription.status == RxStatus.RETURNED:
             question = await service.latest_text(prescription, "review_return")
-        views.append(rx_view(web, await service.describe(prescription), question))
+        rx = await service.describe(prescription)
+        view = rx_view(web, rx, question)
+        if web.me.is_patient and prescription.status in WITH_ORDER:
+            try:
+                order = await orders(web).of_prescription(web.me, prescription.id)
+            except NotFound:
+                order = None
+            if order is not None:
+                view["order"] = await order_view(web, order, rx)
+        views.append(view)
     return views
 
 
