@@ -366,7 +366,7 @@ def test_follow_up_consultation_in_the_browser(
             expect(patient.locator("#messages")).to_contain_text("The consultation was completed")
             shot(patient, "patient-completed-en")
             patient_rx = patient.locator(f"#prescriptions article[data-prescription='{rx_id}']")
-            expect(patient_rx.locator(".badge")).to_have_text("Approved")
+            expect(patient_rx.locator(".badge[data-status]")).to_have_text("Approved")
             expect(patient_rx).to_contain_text("metformin 500 mg")
             patient.click(".mainnav >> text=My prescriptions")
             expect(
