@@ -106,3 +106,15 @@ async def test_order_pages_by_role(client: httpx.AsyncClient, world: World, form
     assert 'id="order-lookup-form"' in page.text and 'href="/pharmacy/orders"' in page.text
     assert (await client.get("/pharmacy/orders?number=abc")).status_code == 422
     assert (await client.get("/pharmacy/orders/999999")).status_code == 404
+
+
+async def test_staff_see_the_orders_waiting(client: httpx.AsyncClient, world: World, formulary: None) -> None:
+    assert (await stock(client, world, "t-metformin-500", "L-W", 90, 50)).status_code == 201
+    order = await approved_order(client, world)
+    await client.post(f"/api/v1/orders/{order['id']}/pay", headers=world.alice.headers)
+    listed = (await client.get("/api/v1/pharmacy/orders", headers=world.pharmacist.headers)).json()
+    assert [o["id"] for o in listed] == [order["id"]]
+    assert (await client.get("/api/v1/pharmacy/orders", headers=world.alice.headers)).status_code == 403
+    await sign_in(client, "pharmacist.p")
+    page = await client.get("/pharmacy/orders")
+    assert page.status_code == 200 and f'data-order="{order["id"]}"' in page.text

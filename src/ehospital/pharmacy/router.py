@@ -34,6 +34,13 @@ async def order_of_prescription(
     return await service.describe(await service.of_prescription(actor, prescription_id))
 
 
+@router.get("/pharmacy/orders", response_model=list[OrderRead])
+async def pharmacy_orders(actor: CurrentActor, session: SessionDep, runtime: RuntimeDep) -> list[OrderRead]:
+    """Your pharmacy's orders to dispense or move on, oldest paid first (pharmacy staff)."""
+    service = _service(session, runtime)
+    return [await service.describe(o) for o in await service.work_list(actor)]
+
+
 @router.get("/orders/{order_id}", response_model=OrderRead)
 async def get_order(
     order_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep

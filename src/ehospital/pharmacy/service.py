@@ -252,6 +252,20 @@ class OrderService:
             raise _not_found()
         return await self.get(actor, order.id)
 
+    async def work_list(self, actor: Actor) -> list[Order]:
+        """The pharmacy's orders that need a hand: paid (to dispense), then on their way."""
+        pharmacy_id = self._staff_pharmacy(actor)
+        open_states = [
+            OrderStatus.PAID,
+            OrderStatus.DISPENSED,
+            OrderStatus.PACKED,
+            OrderStatus.WITH_COURIER,
+            OrderStatus.FAILED,
+        ]
+        found = list(await self.repo.orders_of_pharmacy(pharmacy_id, [str(s) for s in open_states]))
+        record(self.session, actor, "list", "order", None)
+        return found
+
     async def mine(self, actor: Actor) -> list[Order]:
         if not actor.is_patient:
             raise Forbidden("only patient accounts have orders", code="not_a_patient_account")

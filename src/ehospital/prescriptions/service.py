@@ -538,12 +538,12 @@ class PrescriptionService:
     # --- reading ----------------------------------------------------------------------------
     async def get(self, actor: Actor, prescription_id: int) -> Prescription:
         """A prescription of a consultation the actor may see, or a signed one sent to the
-        pharmacist's pharmacy."""
+        pharmacy of the pharmacist or staff member asking."""
         prescription = await self.repo.prescription(prescription_id)
         if prescription is None:
             raise _not_found()
-        for_pharmacist = (
-            actor.role is Role.PHARMACIST
+        for_pharmacist = (  # its pharmacy's pharmacist reviews it, its staff dispense it
+            actor.role in (Role.PHARMACIST, Role.PHARMACY_STAFF)
             and actor.organisation_id == prescription.pharmacy_id
             and prescription.status != RxStatus.DRAFT
         )

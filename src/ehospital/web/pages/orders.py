@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from ehospital.auth.models import Role
 from ehospital.kit.errors import DomainError
 from ehospital.pharmacy.schemas import DeliveryIn
 from ehospital.prescriptions.schemas import PrescriptionRead
@@ -75,22 +74,21 @@ async def pay(order_id: Id, web: PatientWeb, form: PostedForm) -> Response:
 
 @router.get("/pharmacy/orders")
 async def order_lookup(web: PharmacyWeb, number: Annotated[str, Query(max_length=20)] = "") -> Response:
-    """Open an order by its number (no service lists the pharmacy's orders yet)."""
+    """The pharmacy's orders to handle, and opening any order by its number."""
     value = number.strip().lstrip("#")
     if not number:
-        return web.render("pharmacy_orders.html", state=EMPTY, here="/pharmacy/orders")
+        work = await orders(web).work_list(web.me)
+        return web.render("pharmacy_orders.html", state=EMPTY, work=work, here="/pharmacy/orders")
     if value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID:
         return web.redirect(f"/pharmacy/orders/{int(value)}")
     state = field_error(web.t, "lookup", "number", "validation.number", {"number": number})
-    return web.render("pharmacy_orders.html", state=state, status_code=422, here="/pharmacy/orders")
+    return web.render("pharmacy_orders.html", state=state, work=[], status_code=422, here="/pharmacy/orders")
 
 
 async def _staff_page(web: Web, order_id: int, state: FormState = EMPTY, status_code: int = 200) -> Response:
     order = await orders(web).get(web.me, order_id)  # 404 unless it is my pharmacy's
-    rx: PrescriptionRead | None = None
-    if web.me.role is Role.PHARMACIST:
-        service = reads(web)
-        rx = await service.describe(await service.get(web.me, order.prescription_id))
+    service = reads(web)  # staff and pharmacists of the order's pharmacy may read its prescription
+    rx: PrescriptionRead | None = await service.describe(await service.get(web.me, order.prescription_id))
     return web.render(
         "order.html",
         view=await order_view(web, order, rx),
