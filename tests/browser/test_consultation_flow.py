@@ -373,6 +373,33 @@ def test_follow_up_consultation_in_the_browser(
                 patient.locator(f"#my-prescriptions article[data-prescription='{rx_id}']")
             ).to_contain_text("bid · twice a day")
             shot(patient, "patient-prescriptions-en")
+
+            # --- the patient pays; the pharmacy dispenses and delivers -------------------------------
+            card = patient.locator(f"#my-prescriptions article[data-prescription='{rx_id}']")
+            order_id = card.locator(".order-box").get_attribute("data-order")
+            card.locator("form[id^='order-pay-'] button").click()  # lands on the order's page
+            expect(patient).to_have_url(re.compile(rf"/patient/orders/{order_id}"))
+            expect(patient.locator("h1 [data-order-status]")).to_have_attribute("data-order-status", "paid")
+            staff_ctx = browser.new_context(locale="zh-CN", viewport=VIEWPORT)
+            staff_ctx.set_default_timeout(TIMEOUT_MS)
+            staff = staff_ctx.new_page()
+            _sign_in(staff, server, "pharmacy.staff", "staff-demo-1")
+            expect(staff).to_have_url(f"{server}/pharmacy/orders")
+            staff.click(f"#order-work tr[data-order='{order_id}'] a")
+            staff.click("#order-dispense button")
+            for step in ("packed", "with_courier"):
+                staff.click(f"#order-step-{step}")
+            shot(staff, "staff-order-zh")
+            staff.click("#order-step-delivered")
+            expect(staff.locator("h1 [data-order-status]")).to_have_attribute(
+                "data-order-status", "delivered"
+            )
+            staff_ctx.close()
+            patient.goto(f"{server}/patient/orders/{order_id}")
+            timeline = patient.locator("#order-timeline li")
+            expect(timeline).to_have_count(6)
+            expect(timeline.last).to_have_attribute("data-event", "delivered")
+            shot(patient, "patient-order-delivered-en")
             patient.click(".mainnav >> text=My consultations")
             expect(patient.locator(f"tr[data-consultation='{consultation_id}'] .badge")).to_have_text(
                 "Completed"
