@@ -69,6 +69,8 @@ async def test_the_whole_loop_to_delivery(
         for lot in await session.scalars(select(StockLot).where(StockLot.pharmacy_id == world.pharmacy.id))
     }
     assert lots == {"L-SOON": 0, "L-LATE": 96}  # first expiring first: 10 from the soon lot, 4 more
+    used = r.json()["lines"][0]["lots"]
+    assert [(u["lot_number"], u["quantity"]) for u in used] == [("L-SOON", 10), ("L-LATE", 4)]
     for step in ("packed", "with_courier", "delivered"):
         r = await client.post(
             f"/api/v1/orders/{order['id']}/delivery", headers=world.pharmacist.headers, json={"status": step}

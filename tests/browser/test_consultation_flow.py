@@ -387,6 +387,7 @@ def test_follow_up_consultation_in_the_browser(
             expect(staff).to_have_url(f"{server}/pharmacy/orders")
             staff.click(f"#order-work tr[data-order='{order_id}'] a")
             staff.click("#order-dispense button")
+            expect(staff.locator("#order-lines [data-lots]")).to_contain_text("D")  # the demo lot used
             for step in ("packed", "with_courier"):
                 staff.click(f"#order-step-{step}")
             shot(staff, "staff-order-zh")

@@ -98,3 +98,15 @@ class PharmacyRepository:
             .order_by(StockLot.drug_id, StockLot.expires_on)
         )
         return (await self.session.scalars(query)).all()
+
+    async def lots_used(self, line_ids: Sequence[int]) -> Sequence[tuple[int, str, date, int]]:
+        """(order line, lot number, expiry, units) of what was dispensed."""
+        rows = await self.session.execute(
+            select(
+                DispensedLot.order_line_id, StockLot.lot_number, StockLot.expires_on, DispensedLot.quantity
+            )
+            .join(StockLot, StockLot.id == DispensedLot.lot_id)
+            .where(DispensedLot.order_line_id.in_(line_ids))
+            .order_by(DispensedLot.id)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]

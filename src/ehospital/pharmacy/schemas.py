@@ -32,11 +32,18 @@ class DeliveryIn(Input):
     text: str | None = Field(default=None, max_length=500)
 
 
+class LotUse(Output):
+    lot_number: str
+    expires_on: date
+    quantity: int
+
+
 class OrderLineRead(Output):
     position: int
     drug_id: int
     quantity: int
     unit_price_cents: int
+    lots: list[LotUse] = Field(default_factory=list, description="Where the dispensed units came from")
 
 
 class OrderEventRead(Output):

@@ -24,7 +24,7 @@ from ehospital.pharmacy.models import (
 )
 from ehospital.pharmacy.payments import HmacProvider, parse_callback
 from ehospital.pharmacy.repository import PharmacyRepository
-from ehospital.pharmacy.schemas import DeliveryIn, OrderEventRead, OrderLineRead, OrderRead, StockIn
+from ehospital.pharmacy.schemas import DeliveryIn, LotUse, OrderEventRead, OrderLineRead, OrderRead, StockIn
 from ehospital.prescriptions.models import Prescription, RxStatus
 from ehospital.prescriptions.repository import PrescriptionRepository
 
@@ -273,10 +273,18 @@ class OrderService:
         return list(await self.repo.orders_of_account(actor.account_id))
 
     async def describe(self, order: Order) -> OrderRead:
+        lines = await self.repo.lines(order.id)
+        used: dict[int, list[LotUse]] = {}
+        for line_id, lot_number, expires_on, quantity in await self.repo.lots_used([ln.id for ln in lines]):
+            used.setdefault(line_id, []).append(
+                LotUse(lot_number=lot_number, expires_on=expires_on, quantity=quantity)
+            )
         return OrderRead.model_validate(
             {
                 **{k: getattr(order, k) for k in OrderRead.model_fields if k not in ("lines", "events")},
-                "lines": [OrderLineRead.model_validate(line) for line in await self.repo.lines(order.id)],
+                "lines": [
+                    OrderLineRead.model_validate({**ln.__dict__, "lots": used.get(ln.id, [])}) for ln in lines
+                ],
                 "events": [OrderEventRead.model_validate(e) for e in await self.repo.events(order.id)],
             }
         )
