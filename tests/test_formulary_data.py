@@ -7,8 +7,10 @@ import re
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import ehospital
+from ehospital.prescriptions.schemas import Form, Route
 
 CSV_PATH = Path(ehospital.__file__).parent / "prescriptions" / "data" / "formulary.csv"
 
@@ -26,41 +28,9 @@ HEADER = [
     "price_cents",
     "category",
 ]
-FORMS = {
-    "tablet",
-    "tablet_er",
-    "capsule",
-    "capsule_er",
-    "granules",
-    "oral_solution",
-    "suspension",
-    "injection",
-    "injection_pen",
-    "inhaler",
-    "nebuliser_solution",
-    "cream",
-    "ointment",
-    "gel",
-    "lotion",
-    "solution_topical",
-    "patch",
-    "eye_drops",
-    "nasal_spray",
-    "suppository",
-}
+FORMS = set(get_args(Form))  # the API accepts exactly what the file uses
 UNITS = {"mg", "g", "mcg", "mg/mL", "units/mL", "%", "mcg/dose", "MBq"}
-ROUTES = {
-    "oral",
-    "topical",
-    "inhalation",
-    "subcutaneous",
-    "intravenous",
-    "intramuscular",
-    "transdermal",
-    "ophthalmic",
-    "nasal",
-    "rectal",
-}
+ROUTES = set(get_args(Route))
 CONTROLS = {"none", "narcotic", "psychotropic_1", "psychotropic_2", "toxic", "radioactive"}
 CATEGORIES = {
     "diabetes",

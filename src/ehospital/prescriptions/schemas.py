@@ -11,6 +11,41 @@ from pydantic import Field
 from ehospital.kit.schemas import DbId, Input, Output
 from ehospital.prescriptions.rules import FREQUENCIES
 
+# The vocabularies of the formulary file (prescriptions/data/README.md) and the API.
+Route = Literal[
+    "oral",
+    "topical",
+    "inhalation",
+    "subcutaneous",
+    "intravenous",
+    "intramuscular",
+    "transdermal",
+    "ophthalmic",
+    "nasal",
+    "rectal",
+]
+Form = Literal[
+    "tablet",
+    "tablet_er",
+    "capsule",
+    "capsule_er",
+    "granules",
+    "oral_solution",
+    "suspension",
+    "injection",
+    "injection_pen",
+    "inhaler",
+    "nebuliser_solution",
+    "cream",
+    "ointment",
+    "gel",
+    "lotion",
+    "solution_topical",
+    "patch",
+    "eye_drops",
+    "nasal_spray",
+    "suppository",
+]
 Frequency = Literal["qd", "bid", "tid", "qid", "q12h", "q8h", "q6h", "qn", "qw"]
 assert set(Frequency.__args__) == set(FREQUENCIES)  # type: ignore[attr-defined]
 
@@ -19,18 +54,7 @@ class ItemIn(Input):
     drug_code: str = Field(min_length=1, max_length=80)
     dose: Decimal = Field(gt=0, le=100_000, max_digits=12, decimal_places=4)
     dose_unit: Literal["g", "mg", "mcg", "mL", "units", "puff", "drop", "application", "patch"]
-    route: Literal[
-        "oral",
-        "topical",
-        "inhalation",
-        "subcutaneous",
-        "intravenous",
-        "intramuscular",
-        "transdermal",
-        "ophthalmic",
-        "nasal",
-        "rectal",
-    ]
+    route: Route
     frequency: Frequency
     days: int = Field(ge=1, le=366)
     quantity: int = Field(ge=1, le=10_000)
@@ -52,42 +76,10 @@ class DrugCreate(Input):
     code: str = Field(min_length=2, max_length=80, pattern=r"^[a-z0-9][a-z0-9.-]+$")
     generic_en: str = Field(min_length=2, max_length=120)
     generic_zh: str = Field(min_length=1, max_length=60)
-    form: Literal[
-        "tablet",
-        "tablet_er",
-        "capsule",
-        "capsule_er",
-        "granules",
-        "oral_solution",
-        "suspension",
-        "injection",
-        "injection_pen",
-        "inhaler",
-        "nebuliser_solution",
-        "cream",
-        "ointment",
-        "gel",
-        "lotion",
-        "solution_topical",
-        "patch",
-        "eye_drops",
-        "nasal_spray",
-        "suppository",
-    ]
+    form: Form
     strength: Decimal = Field(gt=0, le=1_000_000, max_digits=12, decimal_places=4)
     unit: Literal["mg", "g", "mcg", "mg/mL", "units/mL", "%", "mcg/dose", "MBq"]
-    route: Literal[
-        "oral",
-        "topical",
-        "inhalation",
-        "subcutaneous",
-        "intravenous",
-        "intramuscular",
-        "transdermal",
-        "ophthalmic",
-        "nasal",
-        "rectal",
-    ]
+    route: Route
     atc: str = Field(pattern=r"^[A-V][0-9]{2}[A-Z]{2}[0-9]{2}$")
     rx_only: bool = True
     control: Literal["none", "narcotic", "psychotropic_1", "psychotropic_2", "toxic", "radioactive"] = "none"
