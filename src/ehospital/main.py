@@ -30,6 +30,7 @@ from ehospital.db import create_engine, create_sessionmaker, session_scope
 from ehospital.deps import Runtime
 from ehospital.directory.router import router as directory_router
 from ehospital.kit.errors import DomainError
+from ehospital.kit.schemas import ErrorResponse
 from ehospital.kit.storage import LocalFileStore
 from ehospital.patients.router import router as patients_router
 from ehospital.pharmacy.payments import HmacProvider, local_secret
@@ -191,11 +192,16 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         version=__version__,
         summary="Internet hospital: follow-up consultations with doctors of specialised centres.",
         lifespan=lifespan,
+        # Every 4xx has the same body; its `code` is the machine-readable reason.
         responses={
-            400: {"description": "Malformed request"},
-            401: {"description": "Not signed in"},
-            404: {"description": "Not found, or not yours"},
-            422: {"description": "Invalid input"},
+            status: {"description": text, "model": ErrorResponse}
+            for status, text in (
+                (400, "Malformed request"),
+                (401, "Not signed in"),
+                (404, "Not found, or not yours"),
+                (409, "Conflicts with the current state"),
+                (422, "Invalid input"),
+            )
         },
     )
     app.add_middleware(RequestIdMiddleware)

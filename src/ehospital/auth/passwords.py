@@ -9,8 +9,6 @@ _hasher = PasswordHasher()
 # Verified against when the username does not exist, so timing does not reveal which do.
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
 
-MIN_LENGTH = 8
-
 
 def use_fast_hashing() -> None:
     """Cheaper parameters for test suites that create many accounts (never in production)."""

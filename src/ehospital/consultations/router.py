@@ -20,7 +20,7 @@ from ehospital.consultations.schemas import (
 )
 from ehospital.consultations.service import ConsultationService
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep
-from ehospital.kit.errors import PayloadTooLarge
+from ehospital.kit.images import read_limited
 from ehospital.kit.schemas import MAX_SEQ, IdPath
 
 router = APIRouter(prefix="/api/v1", tags=["consultations"])
@@ -28,18 +28,6 @@ router = APIRouter(prefix="/api/v1", tags=["consultations"])
 
 def _service(session: SessionDep, runtime: RuntimeDep) -> ConsultationService:
     return ConsultationService(session, runtime.settings, runtime.files)
-
-
-async def read_limited(upload: UploadFile, limit: int) -> bytes:
-    """Read an upload, refusing (413) as soon as it passes the limit."""
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(
-            f"the file is larger than {limit // (1024 * 1024)} MiB",
-            code="file_too_large",
-            limit_bytes=limit,
-        )
-    return data
 
 
 @router.post("/uploads", response_model=AttachmentRead, status_code=status.HTTP_201_CREATED)

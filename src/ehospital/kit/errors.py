@@ -21,12 +21,6 @@ class DomainError(Exception):
             self.code = code
         self.details = details
 
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
-
 
 class BadRequest(DomainError):
     status_code = 400

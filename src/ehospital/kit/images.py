@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
+from starlette.datastructures import UploadFile
 
 from ehospital.kit.errors import BadRequest, DomainError, PayloadTooLarge, UnsupportedMedia
 
@@ -16,6 +17,16 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"%PDF-", "application/pdf"),
 )
 _PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+async def read_limited(upload: UploadFile, limit: int) -> bytes:
+    """The bytes of an upload, refused (413) as soon as they pass the limit."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(
+            f"the file is larger than {limit // (1024 * 1024)} MiB", code="file_too_large", limit_bytes=limit
+        )
+    return data
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ class LocalFileStore:
 
     def put(self, content: bytes) -> str:
         key = secrets.token_hex(16)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder = self.root / key[:2]
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.root, 0o700)
+        folder.mkdir(exist_ok=True, mode=0o700)
         path = folder / key
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

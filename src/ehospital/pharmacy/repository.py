@@ -91,14 +91,6 @@ class PharmacyRepository:
         )
         return found is not None
 
-    async def stock(self, pharmacy_id: int) -> Sequence[StockLot]:
-        query = (
-            select(StockLot)
-            .where(StockLot.pharmacy_id == pharmacy_id)
-            .order_by(StockLot.drug_id, StockLot.expires_on)
-        )
-        return (await self.session.scalars(query)).all()
-
     async def lots_used(self, line_ids: Sequence[int]) -> Sequence[tuple[int, str, date, int]]:
         """(order line, lot number, expiry, units) of what was dispensed."""
         rows = await self.session.execute(

@@ -69,9 +69,6 @@ class PrescriptionRepository:
         self.session.add_all(items)
         await self.session.flush()
 
-    async def key(self, fingerprint: str) -> DoctorKey | None:
-        return await self.session.get(DoctorKey, fingerprint)
-
     async def key_of(self, doctor_id: int, fingerprint: str) -> DoctorKey | None:
         return await one_or_none(
             self.session,

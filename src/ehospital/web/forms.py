@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from starlette.datastructures import FormData, UploadFile
 
-from ehospital.kit.errors import DomainError, PayloadTooLarge
+from ehospital.kit.errors import DomainError
 from ehospital.web.i18n import Translator, has
 
 
@@ -53,16 +53,6 @@ def values_of(form: FormData, *keys: str) -> dict[str, str]:
 def uploads(form: FormData, key: str) -> list[UploadFile]:
     """The files chosen in a file input; an empty input posts one nameless empty part."""
     return [f for f in form.getlist(key) if isinstance(f, UploadFile) and f.filename]
-
-
-async def read_upload(upload: UploadFile, limit: int) -> bytes:
-    """The bytes of an upload, refused (413) as soon as they pass the limit."""
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(
-            f"the file is larger than {limit // (1024 * 1024)} MiB", code="file_too_large", limit_bytes=limit
-        )
-    return data
 
 
 def domain_message(t: Translator, code: str, message: str) -> str:

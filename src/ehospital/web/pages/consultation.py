@@ -15,6 +15,8 @@ from ehospital.consultations.schemas import DiagnosisIn, MessageCreate, Terminat
 from ehospital.consultations.service import ConsultationService
 from ehospital.directory.service import DirectoryService
 from ehospital.kit.errors import DomainError
+from ehospital.kit.images import read_limited
+from ehospital.kit.schemas import MAX_SEQ
 from ehospital.prescriptions.models import RxStatus
 from ehospital.web.common import CareWeb, DoctorWeb, PatientWeb, PostedForm, SignedInWeb, Web
 from ehospital.web.forms import (
@@ -23,7 +25,6 @@ from ehospital.web.forms import (
     failed,
     field_error,
     invalid,
-    read_upload,
     uploads,
     values_of,
 )
@@ -108,7 +109,7 @@ async def show(
 
 @router.get("/consultations/{consultation_id}/messages.json")
 async def messages_json(
-    consultation_id: Id, web: CareWeb, after_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
+    consultation_id: Id, web: CareWeb, after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
 ) -> Response:
     """New chat lines for the page's polling script (cookie session, same origin)."""
     found = await _service(web).messages(web.me, consultation_id, after_seq=after_seq, limit=MESSAGE_PAGE)
@@ -162,7 +163,7 @@ async def post_message(consultation_id: Id, web: CareWeb, form: PostedForm) -> R
                 web.me,
                 filename=images[0].filename or "image",
                 declared_type=images[0].content_type,
-                data=await read_upload(images[0], web.runtime.settings.upload_max_bytes),
+                data=await read_limited(images[0], web.runtime.settings.upload_max_bytes),
                 purpose="message",
             )
             attachment_id = attachment.id

@@ -13,6 +13,7 @@ from ehospital.consultations.service import MAX_EVIDENCE, ConsultationService
 from ehospital.directory.schemas import CentreRead, DoctorRead
 from ehospital.directory.service import DirectoryService
 from ehospital.kit.errors import DomainError
+from ehospital.kit.images import read_limited
 from ehospital.patients.models import Relationship
 from ehospital.patients.schemas import PatientCreate
 from ehospital.patients.service import PatientService, to_read
@@ -24,7 +25,6 @@ from ehospital.web.forms import (
     field_error,
     invalid,
     optional,
-    read_upload,
     text,
     uploads,
     values_of,
@@ -168,7 +168,7 @@ async def open_consultation(web: PatientWeb, form: PostedForm) -> Response:
                     web.me,
                     filename=upload.filename or "evidence",
                     declared_type=upload.content_type,
-                    data=await read_upload(upload, web.runtime.settings.upload_max_bytes),
+                    data=await read_limited(upload, web.runtime.settings.upload_max_bytes),
                     purpose="evidence",
                 )
                 evidence_ids.append(attachment.id)

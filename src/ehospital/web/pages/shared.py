@@ -11,12 +11,12 @@ from starlette.datastructures import FormData
 from ehospital.consultations.models import Message
 from ehospital.directory.schemas import CentreRead
 from ehospital.kit.context import Actor
+from ehospital.kit.schemas import MAX_DB_ID
 from ehospital.web.common import format_dt
 from ehospital.web.forms import text
 from ehospital.web.i18n import Translator
 
-# Ids are 64-bit in the database; anything bigger is a typo or a probe, not a row.
-MAX_ID = 2**53
+MAX_ID = MAX_DB_ID  # ids are 64-bit in the database; anything bigger is a typo or a probe
 
 
 def id_text(form: FormData, key: str) -> str:
