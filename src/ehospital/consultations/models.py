@@ -23,6 +23,7 @@ class Status(StrEnum):
 
 OPEN_STATUSES = frozenset({Status.REQUESTED, Status.ACCEPTED, Status.IN_PROGRESS})
 CHATTING_STATUSES = frozenset({Status.ACCEPTED, Status.IN_PROGRESS})
+EXPIRED_REASON = "no doctor accepted in time"
 _OPEN_SQL = "status IN ('requested', 'accepted', 'in_progress')"
 
 

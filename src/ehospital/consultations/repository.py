@@ -30,6 +30,7 @@ from ehospital.audit.models import AuditEvent
 from ehospital.audit.service import audit_values
 from ehospital.consultations.models import (
     CHATTING_STATUSES,
+    EXPIRED_REASON,
     Attachment,
     Consultation,
     Message,
@@ -119,6 +120,10 @@ class ConsultationRepository:
         if lock:
             query = query.with_for_update()
         return await one_or_none(self.session, query)
+
+    async def get(self, consultation_id: int) -> Consultation | None:
+        """A consultation by id, for callers that already checked the right to it."""
+        return await self.session.get(Consultation, consultation_id)
 
     async def in_queue_of(self, centre_id: int, consultation_id: int) -> Consultation | None:
         """A consultation waiting in a centre's queue (no doctor named)."""
@@ -393,7 +398,7 @@ class ConsultationRepository:
             await self.session.execute(
                 update(Consultation)
                 .where(Consultation.id.in_(ids), Consultation.status == Status.REQUESTED)
-                .values(status=Status.EXPIRED, ended_at=now, end_reason="no doctor accepted in time")
+                .values(status=Status.EXPIRED, ended_at=now, end_reason=EXPIRED_REASON)
                 .execution_options(synchronize_session=False)
             )
         return ids

@@ -14,6 +14,7 @@ from ehospital.auth.models import Role
 from ehospital.config import Settings
 from ehospital.consultations.models import (
     CHATTING_STATUSES,
+    EXPIRED_REASON,
     OPEN_STATUSES,
     Attachment,
     Consultation,
@@ -424,7 +425,7 @@ class ConsultationService:
         if consultation.status == Status.REQUESTED and consultation.expires_at <= utcnow():
             consultation.status = Status.EXPIRED
             consultation.ended_at = utcnow()
-            consultation.end_reason = "no doctor accepted in time"
+            consultation.end_reason = EXPIRED_REASON
             return True
         return False
 

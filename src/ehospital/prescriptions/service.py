@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
 from ehospital.auth.models import Role
-from ehospital.consultations.models import CHATTING_STATUSES, Consultation
+from ehospital.consultations.models import CHATTING_STATUSES
 from ehospital.consultations.repository import ConsultationRepository, visibility
 from ehospital.directory.models import OrganisationKind
 from ehospital.directory.repository import DirectoryRepository
@@ -318,7 +318,7 @@ class PrescriptionService:
         if data.decision == "approve":
             from ehospital.pharmacy.service import OrderService
 
-            consultation = await self.session.get(Consultation, prescription.consultation_id)
+            consultation = await self.consultations.get(prescription.consultation_id)
             assert consultation is not None
             await OrderService(self.session, {}).open_for(prescription, consultation.account_id)
         return prescription
