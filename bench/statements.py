@@ -1,15 +1,21 @@
-"""SQL statements each step of the care loop sends to the database (SQLite, demo data).
+"""SQL statements each step of the care loop sends to the database (demo data).
 
-    python bench/statements.py
+    python bench/statements.py                    # SQLite
+    python bench/statements.py --db postgresql    # a fresh PostgreSQL database, dropped after
+    python bench/statements.py --show             # and print each statement
 
-Counts with an engine event, the second time each step runs (caches warm). Prints a table,
+Counts with an engine event, the second time each step runs (caches warm). PostgreSQL sends
+fewer: several rows of one table go in one INSERT there, one per row on SQLite. Prints a table,
 then one JSON line of step: statements as the last line.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import os
+import uuid
 import subprocess
 import sys
 import tempfile
@@ -27,23 +33,49 @@ from ehospital.main import create_app
 EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
 
 
+PG_ADMIN = os.environ.get("EHOSPITAL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
 def main() -> int:
-    data_dir = Path(tempfile.mkdtemp(prefix="ehospital-statements-"))
-    subprocess.run(
-        [EHOSPITAL, "demo"],
-        env={"EHOSPITAL_DATA_DIR": str(data_dir), "PATH": ""},
-        check=True,
-        stdout=subprocess.DEVNULL,
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    app = create_app(Settings(data_dir=data_dir), background=False)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--show", action="store_true", help="print every statement of the counted run")
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="ehospital-statements-"))
+    env = {"EHOSPITAL_DATA_DIR": str(data_dir), "PATH": ""}
+    db_name = None
+    if args.db == "postgresql":
+        db_name = f"ehospital_statements_{uuid.uuid4().hex[:8]}"
+        subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{db_name}"'], check=True)
+        base, _, _ = PG_ADMIN.rpartition("/")
+        env["EHOSPITAL_DATABASE_URL"] = base.replace("postgresql://", "postgresql+asyncpg://") + "/" + db_name
+    try:
+        return count_steps(data_dir, env, args.show)
+    finally:
+        if db_name:
+            subprocess.run(
+                ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'], check=False
+            )
+
+
+def count_steps(data_dir: Path, env: dict[str, str], show: bool) -> int:
+    subprocess.run([EHOSPITAL, "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
+    app = create_app(
+        Settings(data_dir=data_dir, database_url=env.get("EHOSPITAL_DATABASE_URL", "")), background=False
+    )
     counts: Counter[str] = Counter()
     current: list[str | None] = [None]
+    printing = [False]
     with TestClient(app) as client:
 
         @event.listens_for(app.state.runtime.engine.sync_engine, "before_cursor_execute")
-        def count(*_: Any) -> None:
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             if current[0]:
                 counts[current[0]] += 1
+                if printing[0]:
+                    print(f"{current[0]:<9}| {' '.join(statement.split())[:150]}")
 
         def token(username: str, password: str) -> dict[str, str]:
             r = client.post("/api/v1/auth/token", data={"username": username, "password": password})
@@ -96,8 +128,9 @@ def main() -> int:
             "days": 1,
             "quantity": 1,
         }
-        for _ in range(2):
+        for run in range(2):
             counts.clear()
+            printing[0] = show and run == 1
             step("message", "POST", f"/api/v1/consultations/{cid}/messages", doctor, {"body": "hello"})
             rx = step(
                 "write",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +26,7 @@ from ehospital.pharmacy.models import (
 from ehospital.pharmacy.payments import HmacProvider, parse_callback
 from ehospital.pharmacy.repository import PharmacyRepository
 from ehospital.pharmacy.schemas import DeliveryIn, LotUse, OrderEventRead, OrderLineRead, OrderRead, StockIn
-from ehospital.prescriptions.models import Prescription, RxStatus
+from ehospital.prescriptions.models import Drug, Prescription, PrescriptionItem, RxStatus
 from ehospital.prescriptions.repository import PrescriptionRepository
 
 CALLBACK_MAX_AGE_SECONDS = 300
@@ -43,10 +44,15 @@ class OrderService:
         self.rx = PrescriptionRepository(session)
 
     # --- orders -----------------------------------------------------------------------------
-    async def open_for(self, prescription: Prescription, account_id: int) -> Order:
-        """The order of a prescription the pharmacist just approved, priced from the formulary."""
-        items = await self.rx.items(prescription.id)
-        drugs = await self.rx.drugs([i.drug_id for i in items])
+    async def open_for(
+        self,
+        prescription: Prescription,
+        account_id: int,
+        lines: tuple[Sequence[PrescriptionItem], dict[int, Drug]],
+    ) -> Order:
+        """The order of a prescription the pharmacist just approved (its items and their drugs
+        as the caller read them), priced from the formulary."""
+        items, drugs = lines
         order = Order(
             prescription_id=prescription.id,
             pharmacy_id=prescription.pharmacy_id,

@@ -106,6 +106,21 @@ class PrescriptionRepository:
         query = select(Prescription).where(Prescription.id == prescription_id).with_for_update()
         return await one_or_none(self.session, query.execution_options(populate_existing=True))
 
+    async def for_review(self, prescription_id: int) -> tuple[Prescription, int] | None:
+        """The prescription's row, locked (as `for_update`), with the account of its
+        consultation (whose order an approval opens)."""
+        from ehospital.consultations.models import Consultation
+
+        query = (
+            select(Prescription, Consultation.account_id)
+            .join(Consultation, Consultation.id == Prescription.consultation_id)
+            .where(Prescription.id == prescription_id)
+            .with_for_update(of=Prescription)
+            .execution_options(populate_existing=True)
+        )
+        row = (await self.session.execute(query)).first()
+        return None if row is None else (row[0], row[1])
+
     async def due_to_expire(self, now: datetime) -> Sequence[Prescription]:
         open_states = [RxStatus.AUTO_CHECKED, RxStatus.RETURNED, RxStatus.APPROVED]
         return (

@@ -80,7 +80,12 @@ class PrescriptionService:
         self.repo = PrescriptionRepository(session)
         self.consultations = ConsultationRepository(session)
         self.directory = DirectoryRepository(session)
+        # What one request reads once and uses several times (signing needs the lines for the
+        # rules, the signed document, the automatic check and the answer). The session's identity
+        # map holds objects weakly, so it is no such cache.
         self._lines_cache: dict[int, tuple[Sequence[PrescriptionItem], dict[int, Drug]]] = {}
+        self._findings_cache: dict[int, list[Finding]] = {}
+        self._patients: dict[int, Patient] = {}
 
     # --- formulary --------------------------------------------------------------------------
     async def search_drugs(self, text: str, limit: int = 20) -> list[DrugRead]:
@@ -141,8 +146,10 @@ class PrescriptionService:
         self.repo.add(prescription)
         await self.session.flush()
         prescription.lineage_id = prescription.id
-        await self.repo.replace_items(prescription.id, _items(prescription.id, data, drugs))
-        self._lines_cache.pop(prescription.id, None)
+        items = _items(prescription.id, data, drugs)
+        self.session.add_all(items)
+        await self.session.flush()
+        self._lines_cache[prescription.id] = (items, {d.id: d for d in drugs.values()})
         record(
             self.session, actor, "create", "prescription", prescription.id, patient_id=prescription.patient_id
         )
@@ -157,8 +164,9 @@ class PrescriptionService:
         await self._check_pharmacy(data.pharmacy_id)
         for key, value in data.model_dump(exclude={"items"}).items():
             setattr(prescription, key, value)
-        await self.repo.replace_items(prescription.id, _items(prescription.id, data, drugs))
-        self._lines_cache.pop(prescription.id, None)
+        items = _items(prescription.id, data, drugs)
+        await self.repo.replace_items(prescription.id, items)
+        self._lines_cache[prescription.id] = (items, {d.id: d for d in drugs.values()})
         record(
             self.session, actor, "update", "prescription", prescription.id, patient_id=prescription.patient_id
         )
@@ -224,9 +232,8 @@ class PrescriptionService:
 
     async def _auto_check(self, actor: Actor, prescription: Prescription) -> None:
         """Run every checker, store its findings, and put the prescription in review."""
-        patient = await self.session.get(Patient, prescription.patient_id)
-        assert patient is not None
-        items, drugs = await self._lines(prescription.id)
+        patient = await self._patient(prescription.patient_id)
+        items, drugs = await self.lines(prescription.id)
         facts = checks.CheckInput(
             items=tuple(
                 checks.CheckedItem(
@@ -246,9 +253,10 @@ class PrescriptionService:
             validity_days=prescription.validity_days,
         )
         rank = 0
+        stored: list[Finding] = []
         for checker in checks.CHECKERS:
             for found in checker(facts):
-                self.repo.add(
+                stored.append(
                     Finding(
                         prescription_id=prescription.id,
                         rule=found.rule,
@@ -260,6 +268,8 @@ class PrescriptionService:
                     )
                 )
                 rank = max(rank, SEVERITY_RANK[found.severity])
+        self.session.add_all(stored)
+        self._findings_cache[prescription.id] = stored
         prescription.severity_rank = rank
         self._move(actor, prescription, RxStatus.AUTO_CHECKED, "auto_check", f"highest severity rank {rank}")
 
@@ -304,7 +314,8 @@ class PrescriptionService:
     async def review(self, actor: Actor, prescription_id: int, data: ReviewIn) -> Prescription:
         """Approve, reject (with a reason) or return to the doctor (with a question)."""
         pharmacy_id = self._pharmacy_of(actor)
-        prescription = await self.repo.for_update(prescription_id)
+        found = await self.repo.for_review(prescription_id)
+        prescription, account_id = found if found else (None, 0)
         if (
             prescription is None
             or prescription.pharmacy_id != pharmacy_id
@@ -318,9 +329,9 @@ class PrescriptionService:
         if data.decision == "approve":
             from ehospital.pharmacy.service import OrderService
 
-            consultation = await self.consultations.get(prescription.consultation_id)
-            assert consultation is not None
-            await OrderService(self.session, {}).open_for(prescription, consultation.account_id)
+            await OrderService(self.session, {}).open_for(
+                prescription, account_id, await self.lines(prescription.id)
+            )
         return prescription
 
     # --- the doctor after review --------------------------------------------------------------
@@ -381,9 +392,8 @@ class PrescriptionService:
         return len(due)
 
     async def _failures(self, prescription: Prescription) -> list[rules.RuleFailure]:
-        patient = await self.session.get(Patient, prescription.patient_id)
-        assert patient is not None
-        items, drugs = await self._lines(prescription.id)
+        patient = await self._patient(prescription.patient_id)
+        items, drugs = await self.lines(prescription.id)
         facts = rules.RxFacts(
             items=tuple(
                 rules.ItemFacts(
@@ -417,10 +427,10 @@ class PrescriptionService:
 
     async def document(self, prescription: Prescription) -> dict[str, Any]:
         """What the signature covers: everything a pharmacist and the patient rely on."""
-        patient = await self.session.get(Patient, prescription.patient_id)
+        patient = await self._patient(prescription.patient_id)
         doctor = await self.directory.doctor(prescription.doctor_id)
         assert patient is not None and doctor is not None and prescription.signed_at is not None
-        items, drugs = await self._lines(prescription.id)
+        items, drugs = await self.lines(prescription.id)
         return {
             "prescription": {
                 "id": prescription.id,
@@ -583,15 +593,28 @@ class PrescriptionService:
         """A signed prescription sent to the pharmacist's pharmacy, with the patient's context."""
         self._pharmacy_of(actor)
         prescription = await self.get(actor, prescription_id)
-        patient = await self.session.get(Patient, prescription.patient_id)
-        assert patient is not None
+        patient = await self._patient(prescription.patient_id)
         return prescription, PatientContext(
             patient.name, patient.sex, age_on(patient.birth_date, date.today())
         )
 
-    async def _lines(self, prescription_id: int) -> tuple[Sequence[PrescriptionItem], dict[int, Drug]]:
-        """A prescription's items and their drugs, read once per request (signing needs them for
-        the rules, the signed document, the automatic check and the answer)."""
+    async def _patient(self, patient_id: int) -> Patient:
+        patient = self._patients.get(patient_id)
+        if patient is None:
+            patient = await self.session.get(Patient, patient_id)
+            assert patient is not None
+            self._patients[patient_id] = patient
+        return patient
+
+    async def _findings(self, prescription: Prescription) -> Sequence[Finding]:
+        """Stored at signing: a draft has none, and signing has them at hand."""
+        if prescription.status == RxStatus.DRAFT:
+            return ()
+        cached = self._findings_cache.get(prescription.id)
+        return cached if cached is not None else await self.repo.findings(prescription.id)
+
+    async def lines(self, prescription_id: int) -> tuple[Sequence[PrescriptionItem], dict[int, Drug]]:
+        """A prescription's items (by position) and their drugs, read once per request."""
         cached = self._lines_cache.get(prescription_id)
         if cached is None:
             items = await self.repo.items(prescription_id)
@@ -611,7 +634,7 @@ class PrescriptionService:
         return prescription
 
     async def describe(self, prescription: Prescription) -> PrescriptionRead:
-        items, drugs = await self._lines(prescription.id)
+        items, drugs = await self.lines(prescription.id)
         return PrescriptionRead.model_validate(
             {
                 **{
@@ -627,7 +650,7 @@ class PrescriptionService:
                     for i in items
                 ],
                 "findings": [
-                    FindingRead.model_validate(f) for f in await self.repo.findings(prescription.id)
+                    FindingRead.model_validate(f) for f in await self._findings(prescription)
                 ],
             }
         )
