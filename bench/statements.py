@@ -15,10 +15,10 @@ import argparse
 import io
 import json
 import os
-import uuid
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any

@@ -104,6 +104,17 @@ def _post_text_statement(by_doctor: bool, statuses: frozenset[Status]) -> Execut
 _AUDIT_FILLED_LATER = frozenset({"id", "seq", "prev_hash", "hash", "resource_id", "patient_id"})
 
 
+@functools.lru_cache(maxsize=4)
+def _visible_statement(by_account: bool, lock: bool) -> Select[tuple[Consultation]]:
+    """One consultation by id where the viewer (account or doctor) may see it; built once."""
+    viewer = Consultation.account_id if by_account else Consultation.doctor_id
+    query = select(Consultation).where(
+        Consultation.id == bindparam("consultation_id", type_=BigId),
+        viewer == bindparam("viewer", type_=BigId),
+    )
+    return query.with_for_update() if lock else query
+
+
 def visible_consultations(actor: Actor) -> Select[tuple[Consultation]]:
     return select(Consultation).where(visibility(actor))
 
@@ -116,10 +127,18 @@ class ConsultationRepository:
         self.session.add(obj)
 
     async def visible(self, actor: Actor, consultation_id: int, *, lock: bool = False) -> Consultation | None:
-        query = visible_consultations(actor).where(Consultation.id == consultation_id)
-        if lock:
-            query = query.with_for_update()
-        return await one_or_none(self.session, query)
+        """The consultation if the actor may see it in full (as `visibility`), optionally locked."""
+        if actor.is_patient:
+            viewer = actor.account_id
+        elif actor.is_practising_doctor:
+            assert actor.doctor_id is not None
+            viewer = actor.doctor_id
+        else:
+            return None
+        found = await self.session.scalars(
+            _visible_statement(actor.is_patient, lock), {"consultation_id": consultation_id, "viewer": viewer}
+        )
+        return found.one_or_none()
 
     async def get(self, consultation_id: int) -> Consultation | None:
         """A consultation by id, for callers that already checked the right to it."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehospital.kit.models import one_or_none
+from ehospital.kit.models import BigId, one_or_none
 from ehospital.prescriptions.models import (
     DoctorKey,
     Drug,
@@ -17,6 +17,25 @@ from ehospital.prescriptions.models import (
     PrescriptionItem,
     RxEvent,
     RxStatus,
+)
+
+# The statements every prescription step runs, built once: building a statement costs about as
+# much CPU as running it (see docs/PERFORMANCE.md).
+_ITEMS = (
+    select(PrescriptionItem)
+    .where(PrescriptionItem.prescription_id == bindparam("prescription_id", type_=BigId))
+    .order_by(PrescriptionItem.position)
+)
+_DRUGS_BY_ID = select(Drug).where(Drug.id.in_(bindparam("ids", expanding=True, type_=BigId)))
+_DRUGS_BY_CODE = select(Drug).where(Drug.code.in_(bindparam("codes", expanding=True)))
+_FINDINGS = (
+    select(Finding)
+    .where(Finding.prescription_id == bindparam("prescription_id", type_=BigId))
+    .order_by(Finding.id)
+)
+_KEY = select(DoctorKey).where(
+    DoctorKey.doctor_id == bindparam("doctor_id", type_=BigId),
+    DoctorKey.fingerprint == bindparam("fingerprint"),
 )
 
 
@@ -28,14 +47,14 @@ class PrescriptionRepository:
         self.session.add(obj)
 
     async def drugs_by_code(self, codes: Sequence[str]) -> dict[str, Drug]:
-        rows = await self.session.scalars(select(Drug).where(Drug.code.in_(codes)))
+        rows = await self.session.scalars(_DRUGS_BY_CODE, {"codes": list(codes)})
         return {d.code: d for d in rows}
 
     async def drug_codes(self) -> set[str]:
         return set(await self.session.scalars(select(Drug.code)))
 
     async def drugs(self, ids: Sequence[int]) -> dict[int, Drug]:
-        return {d.id: d for d in await self.session.scalars(select(Drug).where(Drug.id.in_(ids)))}
+        return {d.id: d for d in await self.session.scalars(_DRUGS_BY_ID, {"ids": list(ids)})}
 
     async def search(self, text: str, limit: int) -> Sequence[Drug]:
         like = f"%{text.lower()}%"
@@ -54,13 +73,7 @@ class PrescriptionRepository:
         return await self.session.get(Prescription, prescription_id)
 
     async def items(self, prescription_id: int) -> Sequence[PrescriptionItem]:
-        return (
-            await self.session.scalars(
-                select(PrescriptionItem)
-                .where(PrescriptionItem.prescription_id == prescription_id)
-                .order_by(PrescriptionItem.position)
-            )
-        ).all()
+        return (await self.session.scalars(_ITEMS, {"prescription_id": prescription_id})).all()
 
     async def replace_items(self, prescription_id: int, items: Sequence[PrescriptionItem]) -> None:
         for old in await self.items(prescription_id):
@@ -70,17 +83,11 @@ class PrescriptionRepository:
         await self.session.flush()
 
     async def key_of(self, doctor_id: int, fingerprint: str) -> DoctorKey | None:
-        return await one_or_none(
-            self.session,
-            select(DoctorKey).where(DoctorKey.doctor_id == doctor_id, DoctorKey.fingerprint == fingerprint),
-        )
+        found = await self.session.scalars(_KEY, {"doctor_id": doctor_id, "fingerprint": fingerprint})
+        return found.one_or_none()
 
     async def findings(self, prescription_id: int) -> Sequence[Finding]:
-        return (
-            await self.session.scalars(
-                select(Finding).where(Finding.prescription_id == prescription_id).order_by(Finding.id)
-            )
-        ).all()
+        return (await self.session.scalars(_FINDINGS, {"prescription_id": prescription_id})).all()
 
     async def events(self, prescription_id: int) -> Sequence[RxEvent]:
         return (

@@ -649,9 +649,7 @@ class PrescriptionService:
                     ItemRead.model_validate({**i.__dict__, "drug": drug_read(drugs[i.drug_id])})
                     for i in items
                 ],
-                "findings": [
-                    FindingRead.model_validate(f) for f in await self._findings(prescription)
-                ],
+                "findings": [FindingRead.model_validate(f) for f in await self._findings(prescription)],
             }
         )
 
