@@ -66,6 +66,9 @@ class Order(IdMixin, CreatedMixin, Base):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     dispensed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Money a gateway took for this order that must go back (a payment that arrived after the
+    # order was cancelled, or a second payment); each such payment is an order event with its txn.
+    refund_due_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class OrderLine(IdMixin, Base):
@@ -101,8 +104,25 @@ class PaymentNotice(IdMixin, CreatedMixin, Base):
     amount_cents: Mapped[int] = mapped_column(Integer)
 
 
+class EventCode(StrEnum):
+    """What the system wrote on the timeline, as a code pages word in their language."""
+
+    APPROVED = "approved"
+    PAID = "paid"
+    DISPENSED = "dispensed"
+    PRESCRIPTION_EXPIRED = "prescription_expired"
+    PRESCRIPTION_WITHDRAWN = "prescription_withdrawn"
+    PRESCRIPTION_VOID = "prescription_void"
+    REFUND_DUE = "refund_due"
+
+
 class OrderEvent(IdMixin, Base):
-    """The order's timeline the patient follows."""
+    """The order's timeline the patient follows.
+
+    `code` says which system note this is (`EventCode`; `text` then holds its English wording
+    for the API and `ehospital rx history`); without a code, `text` is what staff typed.
+    `txn_id` is the payment transaction the event is about (paid, refund due).
+    """
 
     __tablename__ = "order_events"
 
@@ -111,3 +131,5 @@ class OrderEvent(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id"))
     text: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(String(32))
+    txn_id: Mapped[str | None] = mapped_column(String(64))

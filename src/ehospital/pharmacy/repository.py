@@ -59,8 +59,16 @@ class PharmacyRepository:
                     StockLot.quantity > 0,
                 )
                 .order_by(StockLot.expires_on, StockLot.id)
+                # Fresh quantities: `take` updates rows behind the identity map's back.
+                .execution_options(populate_existing=True)
             )
         ).all()
+
+    async def lots(self, lot_ids: Sequence[int]) -> dict[int, StockLot]:
+        found = await self.session.scalars(
+            select(StockLot).where(StockLot.id.in_(lot_ids)).execution_options(populate_existing=True)
+        )
+        return {lot.id: lot for lot in found}
 
     async def take(self, lot_id: int, wanted: int) -> int:
         """Take up to `wanted` units from a lot; returns how many were taken.

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request, status
 
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep
 from ehospital.kit.schemas import IdPath
-from ehospital.pharmacy.schemas import DeliveryIn, OrderRead, StockIn, StockRead
+from ehospital.pharmacy.schemas import DeliveryIn, DispenseIn, LineLots, OrderRead, StockIn, StockRead
 from ehospital.pharmacy.service import OrderService
 
 router = APIRouter(prefix="/api/v1", tags=["pharmacy"])
@@ -67,19 +67,38 @@ async def payment_callback(
     runtime: RuntimeDep,
     x_signature: Annotated[str, Header(max_length=200)] = "",
 ) -> OrderRead:
-    """A payment provider's notice, authenticated by `X-Signature: sha256=<HMAC of the body>`."""
+    """A payment provider's notice, authenticated by `X-Signature: sha256=<HMAC of the body>`.
+
+    A genuine notice for an order that can no longer be paid (cancelled, or already paid) is
+    acknowledged with 200 so the gateway stops retrying: the order keeps its status and
+    `refund_due_cents` says how much is owed back (a `refund_due` event names the transaction).
+    """
     body = await request.body()
     service = _service(session, runtime)
     return await service.describe(await service.payment_callback(provider, body[:10_000], x_signature))
 
 
+@router.get("/orders/{order_id}/lots", response_model=list[LineLots])
+async def order_lots(
+    order_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> list[LineLots]:
+    """Per order line, the lots it can be dispensed from, first expiring first (its pharmacy's staff)."""
+    return await _service(session, runtime).usable_lots(actor, order_id)
+
+
 @router.post("/orders/{order_id}/dispense", response_model=OrderRead)
 async def dispense_order(
-    order_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+    order_id: IdPath,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    data: DispenseIn | None = None,
 ) -> OrderRead:
-    """Dispense a paid order from the first-expiring unexpired lots (pharmacy staff)."""
+    """Dispense a paid order (pharmacy staff): from the lots in the body, which must cover every
+    line exactly, or with no body from the first-expiring unexpired lots."""
     service = _service(session, runtime)
-    return await service.describe(await service.dispense(actor, order_id))
+    chosen = data.lots if data is not None else []
+    return await service.describe(await service.dispense(actor, order_id, chosen))
 
 
 @router.post("/orders/{order_id}/delivery", response_model=OrderRead)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ehospital.kit.schemas import DbId, Input, Output
+from ehospital.kit.schemas import MAX_SEQ, DbId, Input, Output
 
 
 class StockIn(Input):
@@ -32,6 +32,32 @@ class DeliveryIn(Input):
     text: str | None = Field(default=None, max_length=500)
 
 
+class LotChoice(Input):
+    position: int = Field(ge=1, le=MAX_SEQ, description="The order line's position")
+    lot_id: DbId = Field(description="A stock lot of the order's pharmacy, for that line's drug")
+    quantity: int = Field(ge=1, le=1_000_000)
+
+
+class DispenseIn(Input):
+    """The lots staff chose; every line must then be covered exactly. Empty: first expiring first."""
+
+    lots: list[LotChoice] = Field(default_factory=list, max_length=100)
+
+
+class LotOnHand(Output):
+    id: int
+    lot_number: str
+    expires_on: date
+    quantity: int
+
+
+class LineLots(Output):
+    position: int
+    drug_id: int
+    quantity: int
+    lots: list[LotOnHand] = Field(description="Unexpired lots with stock, first expiring first")
+
+
 class LotUse(Output):
     lot_number: str
     expires_on: date
@@ -49,7 +75,12 @@ class OrderLineRead(Output):
 class OrderEventRead(Output):
     at: datetime
     status: str
-    text: str | None
+    text: str | None = Field(description="A system note in English (see `code`), or what staff typed")
+    code: str | None = Field(
+        description="Which system note: approved, paid, dispensed, prescription_expired, "
+        "prescription_withdrawn, prescription_void, refund_due; null for a note staff typed"
+    )
+    txn_id: str | None = Field(description="The payment transaction the event is about")
 
 
 class OrderRead(Output):
@@ -62,5 +93,8 @@ class OrderRead(Output):
     paid_at: datetime | None
     dispensed_at: datetime | None
     delivered_at: datetime | None
+    refund_due_cents: int = Field(
+        description="Money taken by a payment that arrived when the order could no longer be paid"
+    )
     lines: list[OrderLineRead]
     events: list[OrderEventRead]

@@ -16,6 +16,7 @@ from ehospital.kit.models import utcnow
 from ehospital.pharmacy.models import (
     ORDER_MOVES,
     DispensedLot,
+    EventCode,
     Order,
     OrderEvent,
     OrderLine,
@@ -25,7 +26,17 @@ from ehospital.pharmacy.models import (
 )
 from ehospital.pharmacy.payments import HmacProvider, parse_callback
 from ehospital.pharmacy.repository import PharmacyRepository
-from ehospital.pharmacy.schemas import DeliveryIn, LotUse, OrderEventRead, OrderLineRead, OrderRead, StockIn
+from ehospital.pharmacy.schemas import (
+    DeliveryIn,
+    LineLots,
+    LotChoice,
+    LotOnHand,
+    LotUse,
+    OrderEventRead,
+    OrderLineRead,
+    OrderRead,
+    StockIn,
+)
 from ehospital.prescriptions.models import Drug, Prescription, PrescriptionItem, RxStatus
 from ehospital.prescriptions.repository import PrescriptionRepository
 
@@ -73,10 +84,21 @@ class OrderService:
                     unit_price_cents=drugs[i.drug_id].price_cents,
                 )
             )
-        self._event(order, OrderStatus.AWAITING_PAYMENT, None, "approved by the pharmacist")
+        self._event(
+            order, OrderStatus.AWAITING_PAYMENT, None, "approved by the pharmacist", code=EventCode.APPROVED
+        )
         return order
 
-    def _move(self, actor: Actor, order: Order, to: OrderStatus, text: str | None = None) -> None:
+    def _move(
+        self,
+        actor: Actor,
+        order: Order,
+        to: OrderStatus,
+        text: str | None = None,
+        *,
+        code: EventCode | None = None,
+        txn_id: str | None = None,
+    ) -> None:
         current = OrderStatus(order.status)
         if to not in ORDER_MOVES.get(current, frozenset()):
             raise Conflict(
@@ -86,12 +108,31 @@ class OrderService:
                 requested=str(to),
             )
         order.status = to
-        self._event(order, to, actor.account_id or None, text)
+        self._event(order, to, actor.account_id or None, text, code=code, txn_id=txn_id)
         record(self.session, actor, str(to), "order", order.id, patient_id=order.patient_id)
 
-    def _event(self, order: Order, status: OrderStatus, actor_id: int | None, text: str | None) -> None:
+    def _event(
+        self,
+        order: Order,
+        status: OrderStatus,
+        actor_id: int | None,
+        text: str | None,
+        *,
+        code: EventCode | None = None,
+        txn_id: str | None = None,
+    ) -> None:
+        """A timeline entry: a system note has a `code` (pages word it; `text` is its English
+        wording), a note staff typed has none."""
         self.repo.add(
-            OrderEvent(order_id=order.id, at=utcnow(), status=str(status), actor_id=actor_id, text=text)
+            OrderEvent(
+                order_id=order.id,
+                at=utcnow(),
+                status=str(status),
+                actor_id=actor_id,
+                text=text,
+                code=None if code is None else str(code),
+                txn_id=txn_id,
+            )
         )
 
     async def _prescription_to(self, actor: Actor, order: Order, to: RxStatus, action: str) -> None:
@@ -105,7 +146,14 @@ class OrderService:
         """Cancel the order of a prescription that can no longer be dispensed."""
         order = await self.repo.order_of_prescription(prescription_id)
         if order is not None and order.status == OrderStatus.AWAITING_PAYMENT:
-            self._move(SYSTEM, order, OrderStatus.CANCELLED, reason)
+            prescription = await self.rx.prescription(prescription_id)
+            now = prescription.status if prescription is not None else None
+            why = EventCode.PRESCRIPTION_VOID
+            if now == RxStatus.EXPIRED:
+                why = EventCode.PRESCRIPTION_EXPIRED
+            elif now == RxStatus.WITHDRAWN:
+                why = EventCode.PRESCRIPTION_WITHDRAWN
+            self._move(SYSTEM, order, OrderStatus.CANCELLED, reason, code=why)
 
     # --- payment ----------------------------------------------------------------------------
     async def pay_locally(self, actor: Actor, order_id: int) -> Order:
@@ -118,7 +166,15 @@ class OrderService:
 
     async def payment_callback(self, provider_name: str, body: bytes, signature: str) -> Order:
         """A provider's notice that an order was paid: signature, freshness, replay and amount
-        are all checked before anything is written."""
+        are all checked before anything is written.
+
+        A genuine, fresh notice for an order that can no longer be paid (cancelled because its
+        prescription expired, or already paid by another transaction) means the gateway has
+        taken the patient's money: the notice is stored (so it cannot be replayed), the order
+        stays as it is, the amount is added to `refund_due_cents` with a `refund_due` event naming
+        the transaction, and the audit trail records it. The caller answers 200 then: gateways
+        retry a notice until it is acknowledged, and retrying cannot make the order payable.
+        """
         provider = self.providers.get(provider_name)
         if provider is None:
             raise NotFound("unknown payment provider", code="unknown_provider")
@@ -137,6 +193,14 @@ class OrderService:
         order = await self.repo.order(order_id, lock=True)
         if order is None:
             raise _not_found()
+        notice = PaymentNotice(
+            provider=provider_name, txn_id=txn_id, nonce=nonce, order_id=order.id, amount_cents=amount
+        )
+        if order.status != OrderStatus.AWAITING_PAYMENT:
+            self.repo.add(notice)
+            self._refund_due(order, provider_name, txn_id, amount)
+            await self.session.flush()
+            return order
         if amount != order.amount_cents:
             raise Unprocessable(
                 "the amount paid does not match the order",
@@ -144,16 +208,34 @@ class OrderService:
                 expected=order.amount_cents,
                 paid=amount,
             )
-        self.repo.add(
-            PaymentNotice(
-                provider=provider_name, txn_id=txn_id, nonce=nonce, order_id=order.id, amount_cents=amount
-            )
+        self.repo.add(notice)
+        self._move(
+            SYSTEM,
+            order,
+            OrderStatus.PAID,
+            f"paid via {provider_name} ({txn_id})",
+            code=EventCode.PAID,
+            txn_id=txn_id,
         )
-        self._move(SYSTEM, order, OrderStatus.PAID, f"paid via {provider_name} ({txn_id})")
         order.payment_provider, order.payment_txn, order.paid_at = provider_name, txn_id, utcnow()
         await self._prescription_to(SYSTEM, order, RxStatus.PAID, "paid")
         await self.session.flush()
         return order
+
+    def _refund_due(self, order: Order, provider_name: str, txn_id: str, amount: int) -> None:
+        """Money arrived for an order that cannot take it: on the order, its timeline and the audit
+        trail, for whoever pays refunds back (against `txn_id`)."""
+        order.refund_due_cents += amount
+        self._event(
+            order,
+            OrderStatus(order.status),
+            None,
+            f"payment via {provider_name} ({txn_id}) of {amount} cents arrived when the order was "
+            f"{order.status}: refund due",
+            code=EventCode.REFUND_DUE,
+            txn_id=txn_id,
+        )
+        record(self.session, SYSTEM, "refund_due", "order", order.id, patient_id=order.patient_id)
 
     # --- dispensing and delivery --------------------------------------------------------------
     def _staff_pharmacy(self, actor: Actor) -> int:
@@ -168,32 +250,140 @@ class OrderService:
             raise _not_found()
         return order
 
-    async def dispense(self, actor: Actor, order_id: int) -> Order:
-        """Pick lots first-expiring-first (never an expired one) and take the stock, atomically."""
+    async def dispense(
+        self, actor: Actor, order_id: int, chosen: Sequence[LotChoice] = (), *, automatic_rest: bool = False
+    ) -> Order:
+        """Take the stock of every line, atomically: from the lots staff chose for it, or first
+        expiring first (never an expired lot) when they chose none. Once some lots are chosen they
+        must cover every line exactly, unless `automatic_rest` (the page's "automatic" choice)
+        lets the lines without a choice go first expiring first. Any refusal takes nothing."""
         order = await self._staff_order(actor, order_id)
-        self._move(actor, order, OrderStatus.DISPENSED, "dispensed")
+        self._move(actor, order, OrderStatus.DISPENSED, "dispensed", code=EventCode.DISPENSED)
         today = date.today()
-        for line in await self.repo.lines(order.id):
-            wanted = line.quantity
-            for lot in await self.repo.usable_lots(order.pharmacy_id, line.drug_id, today):
-                taken = await self.repo.take(lot.id, wanted)
-                if taken:
-                    self.repo.add(DispensedLot(order_line_id=line.id, lot_id=lot.id, quantity=taken))
-                    wanted -= taken
-                if wanted == 0:
-                    break
-            if wanted:
+        lines = await self.repo.lines(order.id)
+        plan = await self._chosen_lots(order, lines, chosen, today, every_line=not automatic_rest)
+        for line in lines:
+            picks = plan.get(line.position)
+            if picks is None:
+                await self._take_first_expiring(order, line, today)
+                continue
+            for lot_id, wanted in picks:
                 # Raising rolls back every unit taken so far: nothing half-dispensed.
-                raise Conflict(
-                    "not enough unexpired stock to dispense this order",
-                    code="insufficient_stock",
-                    position=line.position,
-                    missing=wanted,
-                )
+                taken = await self.repo.take(lot_id, wanted)
+                if taken:
+                    self.repo.add(DispensedLot(order_line_id=line.id, lot_id=lot_id, quantity=taken))
+                if taken < wanted:
+                    raise Conflict(
+                        "the chosen lot does not hold enough units",
+                        code="insufficient_stock",
+                        position=line.position,
+                        lot_id=lot_id,
+                        missing=wanted - taken,
+                    )
         order.dispensed_at = utcnow()
         await self._prescription_to(actor, order, RxStatus.DISPENSED, "dispense")
         await self.session.flush()
         return order
+
+    async def _take_first_expiring(self, order: Order, line: OrderLine, today: date) -> None:
+        wanted = line.quantity
+        for lot in await self.repo.usable_lots(order.pharmacy_id, line.drug_id, today):
+            taken = await self.repo.take(lot.id, wanted)
+            if taken:
+                self.repo.add(DispensedLot(order_line_id=line.id, lot_id=lot.id, quantity=taken))
+                wanted -= taken
+            if wanted == 0:
+                return
+        raise Conflict(
+            "not enough unexpired stock to dispense this order",
+            code="insufficient_stock",
+            position=line.position,
+            missing=wanted,
+        )
+
+    async def _chosen_lots(
+        self,
+        order: Order,
+        lines: Sequence[OrderLine],
+        chosen: Sequence[LotChoice],
+        today: date,
+        *,
+        every_line: bool,
+    ) -> dict[int, list[tuple[int, int]]]:
+        """The chosen (lot, units) per line position, once they are known to cover their lines
+        exactly and every lot is usable: this pharmacy's, the line's drug, not expired (stock is
+        checked as it is taken)."""
+        if not chosen:
+            return {}
+        by_position = {line.position: line for line in lines}
+        plan: dict[int, dict[int, int]] = {}
+        for choice in chosen:
+            if choice.position not in by_position:
+                raise Unprocessable(
+                    "the order has no such line", code="no_such_line", position=choice.position
+                )
+            picks = plan.setdefault(choice.position, {})
+            if choice.lot_id in picks:
+                raise Unprocessable(
+                    "a lot is chosen twice for one line",
+                    code="duplicate_lot_choice",
+                    position=choice.position,
+                    lot_id=choice.lot_id,
+                )
+            picks[choice.lot_id] = choice.quantity
+        for line in lines:
+            if line.position in plan or every_line:
+                total = sum(plan.get(line.position, {}).values())
+                if total != line.quantity:
+                    raise Unprocessable(
+                        "the chosen lots must cover each line of the order exactly",
+                        code="lots_do_not_cover_order",
+                        position=line.position,
+                        expected=line.quantity,
+                        chosen=total,
+                    )
+        lots = await self.repo.lots([c.lot_id for c in chosen])
+        for choice in chosen:
+            lot = lots.get(choice.lot_id)
+            reason = None
+            if lot is None or lot.pharmacy_id != order.pharmacy_id:
+                reason = "not_in_this_pharmacy"  # another pharmacy's lot looks like no lot at all
+            elif lot.drug_id != by_position[choice.position].drug_id:
+                reason = "wrong_drug"
+            elif lot.expires_on <= today:
+                reason = "expired"
+            if reason is not None:
+                raise Unprocessable(
+                    "this lot cannot be used for this line",
+                    code="lot_not_usable",
+                    lot_id=choice.lot_id,
+                    position=choice.position,
+                    reason=reason,
+                )
+        return {position: list(picks.items()) for position, picks in plan.items()}
+
+    async def usable_lots(self, actor: Actor, order_id: int) -> list[LineLots]:
+        """Per line of an order, the lots it can be dispensed from, first expiring first (the
+        staff of the order's pharmacy; everyone else gets the same 404 as for no order)."""
+        order = await self.repo.order(order_id)
+        staff = actor.role in (Role.PHARMACY_STAFF, Role.PHARMACIST)
+        if order is None or not staff or actor.organisation_id != order.pharmacy_id:
+            raise _not_found()
+        today = date.today()
+        found = [
+            LineLots(
+                position=line.position,
+                drug_id=line.drug_id,
+                quantity=line.quantity,
+                lots=[
+                    LotOnHand.model_validate(lot)
+                    for lot in await self.repo.usable_lots(order.pharmacy_id, line.drug_id, today)
+                ],
+            )
+            for line in await self.repo.lines(order.id)
+        ]
+        record(self.session, actor, "read_lots", "order", order.id, patient_id=order.patient_id)
+        return found
 
     async def deliver(self, actor: Actor, order_id: int, data: DeliveryIn) -> Order:
         """packed → with courier → delivered (or failed → retried or returned)."""
