@@ -5,11 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ehospital.kit.models import one_or_none
+from ehospital.kit.models import BigId, one_or_none
 from ehospital.pharmacy.models import DispensedLot, Order, OrderEvent, OrderLine, PaymentNotice, StockLot
+
+_LOT_QUANTITY_LOCKED = (
+    select(StockLot.quantity).where(StockLot.id == bindparam("lot_id", type_=BigId)).with_for_update()
+)
+_DECREMENT = (
+    update(StockLot)
+    .where(
+        StockLot.id == bindparam("lot_id", type_=BigId), StockLot.quantity >= bindparam("n", type_=Integer)
+    )
+    .values(quantity=StockLot.quantity - bindparam("n", type_=Integer))
+    .execution_options(synchronize_session=False)
+)
 
 
 class PharmacyRepository:
@@ -70,26 +82,24 @@ class PharmacyRepository:
         )
         return {lot.id: lot for lot in found}
 
-    async def take(self, lot_id: int, wanted: int) -> int:
+    async def take(self, lot_id: int, wanted: int, *, seen: int | None = None) -> int:
         """Take up to `wanted` units from a lot; returns how many were taken.
 
-        The row is locked first (PostgreSQL; SQLite holds the database's write lock), so two
-        orders dispensed at the same moment see each other's result, and the guarded UPDATE
-        plus the CHECK constraint make negative stock impossible.
+        Every decrement is a guarded UPDATE (quantity >= n), and a CHECK constraint backs it:
+        stock cannot go negative. With `seen` (the quantity just read) the caller tries that
+        first, one statement; if another order took units in between, the row is locked
+        (PostgreSQL; SQLite holds the database's write lock) and read again, so two orders
+        dispensed at the same moment see each other's result.
         """
-        left = await self.session.scalar(
-            select(StockLot.quantity).where(StockLot.id == lot_id).with_for_update()
-        )
+        if seen is not None and (n := min(seen, wanted)) > 0 and await self._decrement(lot_id, n):
+            return n
+        left = await self.session.scalar(_LOT_QUANTITY_LOCKED, {"lot_id": lot_id})
         n = min(int(left or 0), wanted)
-        if n <= 0:
-            return 0
-        result = await self.session.execute(
-            update(StockLot)
-            .where(StockLot.id == lot_id, StockLot.quantity >= n)
-            .values(quantity=StockLot.quantity - n)
-            .execution_options(synchronize_session=False)
-        )
-        return n if result.rowcount else 0  # type: ignore[attr-defined]
+        return n if n > 0 and await self._decrement(lot_id, n) else 0
+
+    async def _decrement(self, lot_id: int, n: int) -> bool:
+        result = await self.session.execute(_DECREMENT, {"lot_id": lot_id, "n": n})
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def notice_seen(self, txn_id: str, nonce: str) -> bool:
         found = await self.session.scalar(

@@ -53,6 +53,24 @@ class OrderService:
         self.providers = providers
         self.repo = PharmacyRepository(session)
         self.rx = PrescriptionRepository(session)
+        # Read once per request: an order locked in this transaction, and an order's lines.
+        self._locked: dict[int, Order] = {}
+        self._lines: dict[int, Sequence[OrderLine]] = {}
+
+    async def _locked_order(self, order_id: int) -> Order | None:
+        """The order's row, locked for the rest of the transaction (read once)."""
+        order = self._locked.get(order_id)
+        if order is None:
+            order = await self.repo.order(order_id, lock=True)
+            if order is not None:
+                self._locked[order_id] = order
+        return order
+
+    async def lines(self, order: Order) -> Sequence[OrderLine]:
+        found = self._lines.get(order.id)
+        if found is None:
+            found = self._lines[order.id] = await self.repo.lines(order.id)
+        return found
 
     # --- orders -----------------------------------------------------------------------------
     async def open_for(
@@ -190,7 +208,7 @@ class OrderService:
             raise Unprocessable("the callback is too old or from the future", code="stale_callback")
         if await self.repo.notice_seen(txn_id, nonce):
             raise Conflict("this payment notice was already used", code="replayed_callback")
-        order = await self.repo.order(order_id, lock=True)
+        order = await self._locked_order(order_id)
         if order is None:
             raise _not_found()
         notice = PaymentNotice(
@@ -245,7 +263,7 @@ class OrderService:
 
     async def _staff_order(self, actor: Actor, order_id: int) -> Order:
         pharmacy_id = self._staff_pharmacy(actor)
-        order = await self.repo.order(order_id, lock=True)
+        order = await self._locked_order(order_id)
         if order is None or order.pharmacy_id != pharmacy_id:
             raise _not_found()
         return order
@@ -260,7 +278,7 @@ class OrderService:
         order = await self._staff_order(actor, order_id)
         self._move(actor, order, OrderStatus.DISPENSED, "dispensed", code=EventCode.DISPENSED)
         today = date.today()
-        lines = await self.repo.lines(order.id)
+        lines = await self.lines(order)
         plan = await self._chosen_lots(order, lines, chosen, today, every_line=not automatic_rest)
         for line in lines:
             picks = plan.get(line.position)
@@ -288,7 +306,7 @@ class OrderService:
     async def _take_first_expiring(self, order: Order, line: OrderLine, today: date) -> None:
         wanted = line.quantity
         for lot in await self.repo.usable_lots(order.pharmacy_id, line.drug_id, today):
-            taken = await self.repo.take(lot.id, wanted)
+            taken = await self.repo.take(lot.id, wanted, seen=lot.quantity)
             if taken:
                 self.repo.add(DispensedLot(order_line_id=line.id, lot_id=lot.id, quantity=taken))
                 wanted -= taken
@@ -422,14 +440,16 @@ class OrderService:
 
     # --- reading ----------------------------------------------------------------------------
     async def _own(self, actor: Actor, order_id: int) -> Order:
-        order = await self.repo.order(order_id, lock=True)
+        order = await self._locked_order(order_id)
         if order is None or not actor.is_patient or order.account_id != actor.account_id:
             raise _not_found()
         return order
 
     async def get(self, actor: Actor, order_id: int) -> Order:
         """The patient's own order, or one of the pharmacy's for its staff."""
-        order = await self.repo.order(order_id)
+        return self._readable(actor, await self.repo.order(order_id))
+
+    def _readable(self, actor: Actor, order: Order | None) -> Order:
         mine = order is not None and actor.is_patient and order.account_id == actor.account_id
         staff = (
             order is not None
@@ -443,10 +463,7 @@ class OrderService:
 
     async def of_prescription(self, actor: Actor, prescription_id: int) -> Order:
         """The order of a prescription (its patient account, or its pharmacy's staff)."""
-        order = await self.repo.order_of_prescription(prescription_id)
-        if order is None:
-            raise _not_found()
-        return await self.get(actor, order.id)
+        return self._readable(actor, await self.repo.order_of_prescription(prescription_id))
 
     async def work_list(self, actor: Actor) -> list[Order]:
         """The pharmacy's orders that need a hand: paid (to dispense), then on their way."""
@@ -469,9 +486,12 @@ class OrderService:
         return list(await self.repo.orders_of_account(actor.account_id))
 
     async def describe(self, order: Order) -> OrderRead:
-        lines = await self.repo.lines(order.id)
+        lines = await self.lines(order)
         used: dict[int, list[LotUse]] = {}
-        for line_id, lot_number, expires_on, quantity in await self.repo.lots_used([ln.id for ln in lines]):
+        dispensed = order.dispensed_at is not None  # before that, no lot was used
+        for line_id, lot_number, expires_on, quantity in (
+            await self.repo.lots_used([ln.id for ln in lines]) if dispensed else ()
+        ):
             used.setdefault(line_id, []).append(
                 LotUse(lot_number=lot_number, expires_on=expires_on, quantity=quantity)
             )
