@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ehospital.consultations.service import ConsultationService
 from ehospital.kit.errors import DomainError
+from ehospital.prescriptions.models import RxStatus
 from ehospital.prescriptions.schemas import PrescriptionIn, ReviewIn, TextIn
 from ehospital.web.common import DoctorWeb, PatientWeb, PharmacistWeb, PostedForm, Web
 from ehospital.web.forms import EMPTY, FormState, failed, field_error, invalid, values_of
@@ -142,8 +143,10 @@ async def _doctor_act(
     notice: str,
     values: dict[str, str],
     action: Callable[[], Awaitable[Any]],
+    anchor: str = "",
 ) -> Response:
-    """Run one action on a prescription of mine; on a refusal show its consultation with the message."""
+    """Run one action on a prescription of mine; on a refusal show its consultation with the
+    message (next to the prescription's card, or on the pad); else go back to `anchor` (the card)."""
     service = reads(web)
     prescription = await service.get(web.me, prescription_id)  # 404 unless the consultation is mine
     consultation_id = prescription.consultation_id
@@ -154,7 +157,8 @@ async def _doctor_act(
         return await consultation_page(
             web, consultation_id, failed(web.t, form_name, exc, values), exc.status_code
         )
-    return web.redirect(f"/consultations/{consultation_id}?notice={notice}#rx-{prescription_id}")
+    anchor = anchor or f"rx-{prescription_id}"
+    return web.redirect(f"/consultations/{consultation_id}?notice={notice}#{anchor}")
 
 
 @router.post("/prescriptions/{prescription_id}/sign")
@@ -172,13 +176,17 @@ async def _text_act(
     kind: str,
     action: Callable[[str], Awaitable[Any]],
 ) -> Response:
+    """Answer or withdraw: both need a text (the answer, the reason)."""
     values = values_of(form, "text")
     form_name = f"rx_{kind}-{prescription_id}"
     try:
         data = TextIn.model_validate(values)
     except ValidationError as exc:
-        prescription = await reads(web).get(web.me, prescription_id)
-        state = invalid(web.t, form_name, exc, values)
+        prescription = await reads(web).get(web.me, prescription_id)  # 404 unless it is mine
+        if values["text"]:
+            state = invalid(web.t, form_name, exc, values)
+        else:  # nothing written: "required", not "at least 2 characters"
+            state = field_error(web.t, form_name, "text", "validation.required", values)
         return await consultation_page(web, prescription.consultation_id, state, 422)
     return await _doctor_act(
         web, prescription_id, form_name, f"rx_{kind}_done", values, lambda: action(data.text)
@@ -195,6 +203,7 @@ async def answer(prescription_id: Id, web: DoctorWeb, form: PostedForm) -> Respo
 
 @router.post("/prescriptions/{prescription_id}/withdraw")
 async def withdraw(prescription_id: Id, web: DoctorWeb, form: PostedForm) -> Response:
+    """Take back a prescription the pharmacist has not approved yet, saying why."""
     return await _text_act(
         web, prescription_id, form, "withdraw", lambda t: reads(web).withdraw(web.me, prescription_id, t)
     )
@@ -202,14 +211,23 @@ async def withdraw(prescription_id: Id, web: DoctorWeb, form: PostedForm) -> Res
 
 @router.post("/prescriptions/{prescription_id}/revise")
 async def revise(prescription_id: Id, web: DoctorWeb, form: PostedForm) -> Response:
-    """A new draft version of a returned prescription, opened on the pad."""
+    """A new draft version of a returned prescription, opened on the pad. Asked again while that
+    draft is unsigned (a second click, another tab), it opens the same draft instead of a second
+    version 2 (which the database would refuse as a conflict)."""
+    service = reads(web)
+    old = await service.get(web.me, prescription_id)  # 404 unless the consultation is mine
+    if old.status == RxStatus.RETURNED and old.doctor_id == web.me.doctor_id:
+        for other in await service.in_consultation(web.me, old.consultation_id):
+            if other.status == RxStatus.DRAFT and other.lineage_id == old.lineage_id:
+                return web.redirect(f"/consultations/{old.consultation_id}?notice=rx_revised#rx-pad")
     return await _doctor_act(
         web,
         prescription_id,
-        "rx_revise",
+        f"rx_revise-{prescription_id}",
         "rx_revised",
         {},
-        lambda: reads(web).revise(web.me, prescription_id),
+        lambda: service.revise(web.me, prescription_id),
+        anchor="rx-pad",
     )
 
 
@@ -257,10 +275,17 @@ async def _review_page(
 ) -> Response:
     service = reads(web)
     prescription, patient = await service.for_review(web.me, prescription_id)
-    view = rx_view(web, await service.describe(prescription))
+    # The question asked when it was returned and, once it is back, the doctor's answer to it
+    # (while it is returned again, the latest answer belongs to an earlier question).
+    question = await service.latest_text(prescription, "review_return")
+    answer = None
+    if question is not None and prescription.status != RxStatus.RETURNED:
+        answer = await service.latest_text(prescription, "answer")
+    view = rx_view(web, await service.describe(prescription), question)
     return web.render(
         "pharmacy_review.html",
         view=view,
+        answer=answer,
         patient=patient,
         can_review=prescription.status == "auto_checked",
         state=state,
