@@ -286,6 +286,38 @@ def free_port() -> int:
         return port
 
 
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants so far (Linux /proc);
+    with the server's pid, what the server processes have spent, the load generator excluded."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):
+            total += _process_cpu(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+    return total
+
+
+def database_cpu_seconds(db_name: str) -> float:
+    """CPU time so far of the PostgreSQL backends connected to one database (same machine:
+    their process titles name the database)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                title = (proc / "cmdline").read_bytes().decode(errors="replace")
+                if title.startswith("postgres:") and f" {db_name} " in title:
+                    total += _process_cpu(int(proc.name))
+    return total
+
+
 @contextlib.contextmanager
 def own_server(args: argparse.Namespace) -> Iterator[str]:
     """A fresh server on a fresh database, torn down afterwards."""
@@ -326,6 +358,7 @@ def own_server(args: argparse.Namespace) -> Iterator[str]:
                 break
             time.sleep(0.2)
         time.sleep(1.0)
+        args.server_pid, args.db_name = server.pid, db_name
         yield url
     finally:
         server.terminate()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import sys
 import time
 import uuid
@@ -20,7 +21,14 @@ from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
-from consultations import Api, Phase, own_server, png  # bench/ is this script's folder
+from consultations import (  # bench/ is this script's folder
+    Api,
+    Phase,
+    cpu_seconds,
+    database_cpu_seconds,
+    own_server,
+    png,
+)
 
 from ehospital.kit import resident_id
 
@@ -177,9 +185,11 @@ async def run_bench(base: str, args: argparse.Namespace) -> dict[str, Any]:
                     print(exc, file=sys.stderr)
 
         print(f"running {args.prescriptions} lifecycles, {args.concurrency} at a time ...", flush=True)
+        cpu = CpuMeter(getattr(args, "server_pid", None), getattr(args, "db_name", None))
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         lifecycle.seconds = time.perf_counter() - started
+        spent = cpu.spent()
     print(f"{'phase':<10}{'count':>8}{'errors':>8}{'per s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for ph in (lifecycle, *steps.values()):
         ph.seconds = ph.seconds or lifecycle.seconds
@@ -195,7 +205,36 @@ async def run_bench(base: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     for name, ph in steps.items():
         result[f"{name}_p99_ms"] = round(ph.pct(99), 1)
+    if lifecycle.latencies:
+        # What one lifecycle costs each party in CPU time: on a machine whose cores the server,
+        # the database and this load generator share, their sum bounds the rate
+        # (cores / CPU per lifecycle), whatever the concurrency.
+        for party, seconds in spent.items():
+            per = seconds / len(lifecycle.latencies) * 1000
+            print(f"CPU per lifecycle, {party}: {per:.1f} ms")
+            result[f"{party}_cpu_ms_per_lifecycle"] = round(per, 2)
     return result
+
+
+class CpuMeter:
+    """CPU seconds spent from now by the server's processes, the benchmark database's backends
+    and this process (the load generator); the first two only when this script started them."""
+
+    def __init__(self, server_pid: int | None, db_name: str | None) -> None:
+        self.server_pid, self.db_name = server_pid, db_name
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        now = {"client": usage.ru_utime + usage.ru_stime}
+        if self.server_pid:
+            now["server"] = cpu_seconds(self.server_pid)
+        if self.db_name:
+            now["database"] = database_cpu_seconds(self.db_name)
+        return now
+
+    def spent(self) -> dict[str, float]:
+        return {party: seconds - self.start[party] for party, seconds in self._now().items()}
 
 
 def main() -> int:
