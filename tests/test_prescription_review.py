@@ -114,6 +114,56 @@ async def test_return_answer_revise_and_sign_again(
     assert old["status"] == "superseded"
 
 
+async def test_one_revision_at_a_time_and_no_answer_beside_it(
+    client: httpx.AsyncClient, world: World, formulary: None
+) -> None:
+    rx = await signed(client, world)
+    await review(client, world, rx["id"], "return", "please lower the dose")
+    doctor = world.dr_dia.headers
+    v2 = (await client.post(f"/api/v1/prescriptions/{rx['id']}/revise", headers=doctor)).json()
+    # While version 2 is drafted, version 1 can neither be revised again nor answered (that
+    # would put two live versions in review).
+    for path, body in (("revise", None), ("answer", {"text": "eGFR 85 last month"})):
+        r = await client.post(f"/api/v1/prescriptions/{rx['id']}/{path}", headers=doctor, json=body)
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["code"] == "revision_in_progress" and error["details"]["draft_id"] == v2["id"]
+    assert (await client.get(f"/api/v1/prescriptions/{rx['id']}", headers=doctor)).json()[
+        "status"
+    ] == "returned"
+    # The draft discarded, the doctor may answer instead, or revise again (version 3).
+    r = await client.post(
+        f"/api/v1/prescriptions/{v2['id']}/withdraw", headers=doctor, json={"text": "drafted by mistake"}
+    )
+    assert r.json()["status"] == "withdrawn"
+    v3 = await client.post(f"/api/v1/prescriptions/{rx['id']}/revise", headers=doctor)
+    assert v3.status_code == 201 and v3.json()["version"] == 3, v3.text
+
+
+async def test_no_revision_once_the_consultation_is_closed(
+    client: httpx.AsyncClient, world: World, formulary: None
+) -> None:
+    rx = await signed(client, world)
+    await review(client, world, rx["id"], "return", "please lower the dose")
+    cid, doctor = rx["consultation_id"], world.dr_dia.headers
+    r = await client.post(
+        f"/api/v1/consultations/{cid}/messages", headers=doctor, json={"body": "Keep the current dose."}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/api/v1/consultations/{cid}/complete",
+        headers=doctor,
+        json={"summary": "stable, review in 3 months"},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(f"/api/v1/prescriptions/{rx['id']}/revise", headers=world.dr_dia.headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "consultation_closed"
+    # Signing what is no longer a draft names the move refused.
+    r = await sign(client, world, rx["id"])
+    assert r.status_code == 409
+    assert r.json()["error"]["details"] == {"state": "returned", "requested": "sign"}
+
+
 async def test_withdraw(client: httpx.AsyncClient, world: World, formulary: None) -> None:
     rx = await signed(client, world)
     r = await client.post(

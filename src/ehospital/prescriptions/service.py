@@ -196,7 +196,10 @@ class PrescriptionService:
         prescription = await self._mine(actor, prescription_id)
         if prescription.status != RxStatus.DRAFT:
             raise Conflict(
-                f"the prescription is {prescription.status}", code="invalid_state", state=prescription.status
+                f"only a draft is signed; this one is {prescription.status}",
+                code="invalid_transition",
+                state=prescription.status,
+                requested="sign",
             )
         consultation = await self.consultations.visible(actor, prescription.consultation_id)
         if consultation is None or consultation.status not in CHATTING_STATUSES:
@@ -345,6 +348,7 @@ class PrescriptionService:
                 state=prescription.status,
                 requested="answer",
             )
+        await self._no_revision_open(prescription)
         self._move(actor, prescription, RxStatus.AUTO_CHECKED, "answer", text)
         return prescription
 
@@ -364,9 +368,14 @@ class PrescriptionService:
                 state=old.status,
                 requested="revise",
             )
+        latest = await self._no_revision_open(old)
+        consultation = await self.consultations.visible(actor, old.consultation_id)
+        if consultation is None or consultation.status not in CHATTING_STATUSES:
+            # A new version could never be signed: signing needs the consultation open.
+            raise Conflict("the consultation is no longer open", code="consultation_closed")
         new = Prescription(
             **{c: getattr(old, c) for c in _COPIED},
-            version=old.version + 1,
+            version=latest + 1,
             status=RxStatus.DRAFT,
         )
         self.repo.add(new)
@@ -378,6 +387,24 @@ class PrescriptionService:
         await self.session.flush()
         record(self.session, actor, "revise", "prescription", new.id, patient_id=new.patient_id)
         return new
+
+    async def _no_revision_open(self, prescription: Prescription) -> int:
+        """A returned prescription whose revision is being drafted is settled by that draft
+        (signed, it supersedes this one): answering it too would put two live versions in
+        review, and a second revision would fork the lineage. Returns the lineage's latest
+        version number (a discarded, i.e. withdrawn, draft keeps its number)."""
+        lineage = prescription.lineage_id or prescription.id
+        versions = await self.repo.versions(lineage)
+        for later in versions:
+            if later.version > prescription.version and later.status == RxStatus.DRAFT:
+                raise Conflict(
+                    f"version {later.version} of this prescription is being drafted; sign or"
+                    " withdraw that one",
+                    code="revision_in_progress",
+                    state=prescription.status,
+                    draft_id=later.id,
+                )
+        return max([v.version for v in versions], default=prescription.version)
 
     async def expire_due(self) -> int:
         """Prescriptions not approved and paid in time expire (run periodically)."""
