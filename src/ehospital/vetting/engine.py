@@ -1,0 +1,403 @@
+"""`vet(prescription, patient) -> Verdict`: the clinical checks, pure functions of the input and
+the knowledge graph (no database, no web server)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ehospital.vetting.knowledge import RANK, SEVERITIES, Knowledge, Rule, knowledge
+from ehospital.vetting.names import fold
+
+# Administrations per day of the frequencies the prescription pad offers (and common Latin).
+TIMES_PER_DAY: dict[str, Decimal] = {
+    "qd": Decimal(1),
+    "od": Decimal(1),
+    "daily": Decimal(1),
+    "qn": Decimal(1),
+    "qhs": Decimal(1),
+    "qam": Decimal(1),
+    "qpm": Decimal(1),
+    "bid": Decimal(2),
+    "q12h": Decimal(2),
+    "tid": Decimal(3),
+    "q8h": Decimal(3),
+    "qid": Decimal(4),
+    "q6h": Decimal(4),
+    "q4h": Decimal(6),
+    "qw": Decimal(1) / 7,
+    "biw": Decimal(2) / 7,
+    "tiw": Decimal(3) / 7,
+}
+TOPICAL_ROUTES = frozenset({"topical", "cutaneous", "external", "skin", "transdermal"})
+# ICD-10: peptic ulcers (K25–K28) and gastrointestinal haemorrhage (K92.0–K92.2).
+GI_BLEED_CODES = ("K25", "K26", "K27", "K28", "K920", "K921", "K922")
+CHECKS = (
+    "interaction",
+    "duplicate",
+    "dose",
+    "route",
+    "allergy",
+    "disease",
+    "pregnancy",
+    "lactation",
+    "renal",
+    "hepatic",
+    "age",
+    "sex",
+)
+BUILT_CHECKS = ("interaction", "duplicate")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One line of a prescription; only `drug` is required (name, code, ATC or RxNorm)."""
+
+    drug: str
+    dose: Decimal | None = None
+    unit: str | None = None
+    route: str | None = None
+    frequency: str | None = None
+    days: int | None = None
+
+    def daily_mg(self) -> Decimal | None:
+        if self.dose is None or self.frequency is None or (self.unit or "").lower() != "mg":
+            return None
+        times = TIMES_PER_DAY.get(self.frequency.lower())
+        return None if times is None else self.dose * times
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    """What is known of the patient; every field is optional. Checks that need a missing field
+    are skipped, and the verdict says so."""
+
+    age: int | None = None
+    sex: str | None = None
+    weight_kg: Decimal | None = None
+    pregnant: bool | None = None
+    lactating: bool | None = None
+    egfr: Decimal | None = None
+    allergies: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()  # ICD-10 codes
+    current_medications: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Finding:
+    category: str
+    severity: str
+    drugs: list[str]
+    message_en: str
+    message_zh: str
+    management: str
+    source: str
+    interruptive: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "severity": self.severity,
+            "drugs": self.drugs,
+            "message_en": self.message_en,
+            "message_zh": self.message_zh,
+            "management": self.management,
+            "source": self.source,
+            "interruptive": self.interruptive,
+        }
+
+
+@dataclass(slots=True)
+class Verdict:
+    decision: str  # block | review | pass
+    findings: list[Finding]
+    unresolved: list[str]
+    knowledge_version: str
+    checked: list[str] = field(default_factory=list)
+    not_checked: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "findings": [f.as_dict() for f in self.findings],
+            "unresolved": self.unresolved,
+            "knowledge_version": self.knowledge_version,
+            "checked": self.checked,
+            "not_checked": self.not_checked,
+        }
+
+
+@dataclass(slots=True)
+class _Line:
+    """An ingredient as it enters the checks: from a prescription item or a current medication."""
+
+    ingredient: int
+    name: str  # as the prescriber wrote it
+    item: Item | None  # None for a current medication
+
+
+def vet(items: Sequence[Item], patient: Patient | None = None, kb: Knowledge | None = None) -> Verdict:
+    """Vet a prescription for a patient.
+
+    Every finding names its category, severity (contraindicated, major, moderate, minor), the
+    drugs as written, messages in English and Chinese, the management and the source. The
+    decision is `block` if any finding is contraindicated, `review` if any needs the pharmacist's
+    explicit attention (an interruptive major or moderate finding, or a drug not recognised), else
+    `pass`; every prescription still goes to the pharmacist. Never raises on valid input.
+    """
+    kb = kb or knowledge()
+    patient = patient or Patient()
+    findings: list[Finding] = []
+    unresolved: list[str] = []
+    lines: list[_Line] = []
+    current: list[_Line] = []
+    for item in items:
+        ids = kb.resolve(item.drug)
+        if ids is None:
+            unresolved.append(item.drug)
+            findings.append(_unknown(item.drug, "prescribed"))
+            continue
+        lines += [_Line(i, item.drug, item) for i in ids]
+    for name in patient.current_medications:
+        ids = kb.resolve(name)
+        if ids is None:
+            unresolved.append(name)
+            findings.append(_unknown(name, "current medication"))
+            continue
+        current += [_Line(i, name, None) for i in ids]
+
+    _duplicates(kb, lines, current, findings)
+    _interactions(kb, lines, current, patient, findings)
+
+    findings.sort(key=lambda f: (-RANK[f.severity], f.category))
+    if any(f.severity == "contraindicated" for f in findings):
+        decision = "block"
+    elif any(
+        f.category == "unknown_drug" or (f.interruptive and RANK[f.severity] >= RANK["moderate"])
+        for f in findings
+    ):
+        decision = "review"
+    else:
+        decision = "pass"
+    return Verdict(
+        decision=decision,
+        findings=findings,
+        unresolved=unresolved,
+        knowledge_version=kb.version,
+        checked=[*BUILT_CHECKS, "unknown_drug"],
+        not_checked=[
+            {"check": c, "reason": "not available in this version of the engine"}
+            for c in CHECKS
+            if c not in BUILT_CHECKS
+        ],
+    )
+
+
+_WHERE_ZH = {"prescribed": "处方药品", "current medication": "正在使用的药物"}
+
+
+def _has_condition(patient: Patient, prefixes: tuple[str, ...]) -> bool:
+    """An ICD-10 code of the patient starts with one of `prefixes` ("K92.2" matches "K922")."""
+    return any(fold(c).replace(" ", "").upper().startswith(prefixes) for c in patient.conditions)
+
+
+def _unknown(name: str, where: str) -> Finding:
+    return Finding(
+        category="unknown_drug",
+        severity="moderate",
+        drugs=[name],
+        message_en=f"'{name}' ({where}) is not in the knowledge base: it was not checked",
+        message_zh=f"“{name}”（{_WHERE_ZH[where]}）不在知识库中，未做检查",
+        management="Check the name, or review this drug by hand",
+        source="ehospital knowledge base",
+    )
+
+
+def _pairs(lines: list[_Line], current: list[_Line]) -> list[tuple[_Line, _Line]]:
+    pairs = [(a, b) for n, a in enumerate(lines) for b in lines[n + 1 :] if a.ingredient != b.ingredient]
+    pairs += [(a, b) for a in lines for b in current if a.ingredient != b.ingredient]
+    return pairs
+
+
+def _duplicates(kb: Knowledge, lines: list[_Line], current: list[_Line], out: list[Finding]) -> None:
+    seen: dict[int, _Line] = {}
+    for line in lines:
+        first = seen.get(line.ingredient)
+        if first is not None and first.item is not line.item:
+            name = kb.ingredients[line.ingredient].name_en
+            out.append(
+                Finding(
+                    category="duplicate",
+                    severity="major",
+                    drugs=[first.name, line.name],
+                    message_en=f"{name} is prescribed twice in this prescription",
+                    message_zh=f"本处方中{kb.ingredients[line.ingredient].name_zh or name}重复开具",
+                    management="Keep one item",
+                    source="ehospital rule: the same ingredient twice (duplicate therapy)",
+                )
+            )
+        seen.setdefault(line.ingredient, line)
+    taking = {c.ingredient: c for c in current}
+    for line in seen.values():
+        already = taking.get(line.ingredient)
+        if already is not None:
+            name = kb.ingredients[line.ingredient].name_en
+            out.append(
+                Finding(
+                    category="duplicate",
+                    severity="moderate",
+                    drugs=[line.name, already.name],
+                    message_en=f"The patient already takes {name}",
+                    message_zh=f"患者正在使用{kb.ingredients[line.ingredient].name_zh or name}",
+                    management="Confirm the current medication is stopped, or do not prescribe it again",
+                    source="ehospital rule: an ingredient the patient already takes (duplicate therapy)",
+                )
+            )
+    everyone = list(seen.values()) + current
+    for dup in kb.duplicate_classes:
+        members = [
+            line
+            for line in everyone
+            if any(code.startswith(dup.atc_prefix) for code in kb.ingredients[line.ingredient].atc)
+        ]
+        distinct = {m.ingredient for m in members}
+        if len(distinct) > 1 and any(m.item is not None for m in members):
+            out.append(
+                Finding(
+                    category="duplicate",
+                    severity=dup.severity,
+                    drugs=[m.name for m in members],
+                    message_en=f"Two or more {dup.class_en}: "
+                    + ", ".join(kb.ingredients[i].name_en for i in sorted(distinct)),
+                    message_zh=f"同时使用两种及以上{dup.class_zh}",
+                    management="Use one drug of the class",
+                    source=dup.source,
+                )
+            )
+
+
+def _interactions(
+    kb: Knowledge, lines: list[_Line], current: list[_Line], patient: Patient, out: list[Finding]
+) -> None:
+    """One finding per pair of ingredients: the thesaurus's and ONC's rules, the curated class
+    pairs (which raise the severity of a rule's finding or stand alone), then the context."""
+    for a, b in _pairs(lines, current):
+        rules = kb.rules_between(a.ingredient, b.ingredient)
+        finding = _interaction_finding(kb, a, b, rules) if rules else None
+        ing_a, ing_b = kb.ingredients[a.ingredient], kb.ingredients[b.ingredient]
+        for pair in kb.class_pairs:
+            if not (
+                (_has_atc(ing_a.atc, pair.atc_a) and _has_atc(ing_b.atc, pair.atc_b))
+                or (_has_atc(ing_b.atc, pair.atc_a) and _has_atc(ing_a.atc, pair.atc_b))
+            ):
+                continue
+            if finding is None:
+                finding = Finding(
+                    "interaction",
+                    pair.severity,
+                    [a.name, b.name],
+                    pair.message_en,
+                    pair.message_zh,
+                    pair.management,
+                    pair.source,
+                )
+            else:
+                if RANK[pair.severity] > RANK[finding.severity]:
+                    finding.severity = pair.severity
+                finding.message_en += f" {pair.message_en}."
+                finding.source += f"; {pair.source}"
+        if finding is None:
+            continue
+        _apply_modifiers(kb, a, b, patient, finding)
+        if kb.is_non_interruptive(a.ingredient, b.ingredient) and finding.severity != "contraindicated":
+            finding.interruptive = False
+            finding.message_en += " (on the ONC list of interactions that need not interrupt the prescriber)"
+            finding.message_zh += "（属ONC无需中断医生操作的相互作用）"
+            finding.source += "; Phansalkar S et al., JAMIA 2013;20(3):489-93 (non-interruptive)"
+        out.append(finding)
+
+
+def _has_atc(codes: set[str], prefix: str) -> bool:
+    return any(code.startswith(prefix) for code in codes)
+
+
+def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, ...]) -> Finding | None:
+    """One finding per pair: the most severe rule that applies (a dose-capped ANSM precaution
+    does not apply when the capped drug's known daily dose is within the cap)."""
+    notes: list[str] = []
+    applying: list[Rule] = []
+    for rule in rules:
+        if rule.dose_cap is not None:
+            capped, limit = rule.dose_cap
+            line = next(
+                (
+                    x
+                    for x in (a, b)
+                    if capped
+                    in (
+                        fold(kb.ingredients[x.ingredient].name_fr or ""),
+                        fold(kb.ingredients[x.ingredient].name_en),
+                    )
+                ),
+                None,
+            )
+            daily = line.item.daily_mg() if line is not None and line.item is not None else None
+            if daily is not None and daily <= limit:
+                continue
+            notes.append(
+                f"daily dose {daily.normalize():f} mg exceeds the {limit} mg/day cap"
+                if daily is not None
+                else f"the cap is {limit} mg/day; the daily dose is not known"
+            )
+        applying.append(rule)
+    if not applying:
+        return None
+    top = applying[0]
+    name_a, name_b = kb.ingredients[a.ingredient].name_en, kb.ingredients[b.ingredient].name_en
+    zh_a = kb.ingredients[a.ingredient].name_zh or name_a
+    zh_b = kb.ingredients[b.ingredient].name_zh or name_b
+    current = " (current medication)" if b.item is None else ""
+    message_en = f"{name_a} + {name_b}{current}: {top.level_en}. {top.mechanism}"
+    if notes:
+        message_en += " [" + "; ".join(notes) + "]"
+    return Finding(
+        category="interaction",
+        severity=top.severity,
+        drugs=[a.name, b.name],
+        message_en=message_en,
+        message_zh=f"{zh_a}与{zh_b}{'（正在使用）' if b.item is None else ''}存在相互作用：{top.level_zh}",
+        management=top.management or top.level_en,
+        source="; ".join(dict.fromkeys(r.source for r in applying)),
+    )
+
+
+def _apply_modifiers(kb: Knowledge, a: _Line, b: _Line, patient: Patient, finding: Finding) -> None:
+    for mod in kb.modifiers:
+        atc_a, atc_b = kb.ingredients[a.ingredient].atc, kb.ingredients[b.ingredient].atc
+        if _has_atc(atc_a, mod.atc_a) and _has_atc(atc_b, mod.atc_b):
+            second = b
+        elif _has_atc(atc_b, mod.atc_a) and _has_atc(atc_a, mod.atc_b):
+            second = a
+        else:
+            continue
+        applies = (
+            (
+                mod.when == "route_b_topical"
+                and second.item is not None
+                and (second.item.route or "").lower() in TOPICAL_ROUTES
+            )
+            or (mod.when == "age_65" and patient.age is not None and patient.age >= 65)
+            or (mod.when == "prior_gi_bleed" and _has_condition(patient, GI_BLEED_CODES))
+        )
+        if not applies:
+            continue
+        rank = RANK[finding.severity] + (1 if mod.effect == "raise" else -1)
+        finding.severity = SEVERITIES[max(0, min(len(SEVERITIES) - 1, rank))]
+        word = "raised" if mod.effect == "raise" else "lowered"
+        finding.message_en += f" Severity {word}: {mod.reason_en}."
+        finding.message_zh += (
+            f"；{'严重程度上调' if mod.effect == 'raise' else '严重程度下调'}：{mod.reason_zh}"
+        )
+        finding.source += f"; {mod.source}"
