@@ -3,6 +3,7 @@ withdrawal, expiry — and every move the state machine forbids."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,6 +64,27 @@ async def test_signing_runs_the_automatic_check_and_queues_for_the_pharmacy(
     # Not a pharmacist: no queue.
     r = await client.get("/api/v1/pharmacy/reviews", headers=world.dr_dia.headers)
     assert r.status_code == 403 and r.json()["error"]["code"] == "not_a_pharmacist"
+
+
+async def test_the_automatic_check_runs_the_vetting_engine(
+    client: httpx.AsyncClient, world: World, formulary: None
+) -> None:
+    over = [
+        item("t-simvastatin-20", dose="40", frequency="qd", quantity=14),
+        item("t-amlodipine-5", dose="5", frequency="qd", quantity=7),
+    ]
+    rx = await signed(client, world, items=over)
+    (clinical,) = [f for f in rx["findings"] if f["rule"].startswith("vetting.")]
+    assert clinical["rule"] == "vetting.interaction" and clinical["severity"] == "moderate"
+    assert "exceeds the 20 mg/day cap" in clinical["message"] and "辛伐他汀" in clinical["message_zh"]
+    assert clinical["source"].startswith("ANSM, Thésaurus des interactions médicamenteuses")
+    evidence = json.loads(clinical["evidence"])
+    assert evidence["drugs"] == ["simvastatin", "amlodipine"] and evidence["decision"] == "review"
+    # Within the thesaurus's cap the pair is not raised.
+    capped = [item("t-simvastatin-20", dose="20", frequency="qd", quantity=7), over[1]]
+    draft_within = (await draft(client, world, rx["consultation_id"], items=capped)).json()
+    within = (await sign(client, world, draft_within["id"])).json()
+    assert not [f for f in within["findings"] if f["rule"].startswith("vetting.")]
 
 
 async def test_approve(client: httpx.AsyncClient, world: World, formulary: None) -> None:

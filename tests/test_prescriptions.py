@@ -24,6 +24,7 @@ DRUGS = [
     ("t-adapalene-gel", "adapalene", "阿达帕林", "gel", "0.1", "%", "topical", "D10AD03", "none", 3500),
     ("t-morphine-10", "morphine", "吗啡", "tablet", "10", "mg", "oral", "N02AA01", "narcotic", 100),
     ("t-diazepam-2.5", "diazepam", "地西泮", "tablet", "2.5", "mg", "oral", "N05BA01", "psychotropic_2", 20),
+    ("t-simvastatin-20", "simvastatin", "辛伐他汀", "tablet", "20", "mg", "oral", "C10AA01", "none", 40),
 ]
 
 

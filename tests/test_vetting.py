@@ -93,11 +93,11 @@ def test_unknown_names_are_reported_never_dropped() -> None:
 def test_the_knowledge_browser_describes_a_drug_with_its_sources() -> None:
     found = knowledge().describe("warfarin")
     assert found is not None
-    (warfarin,) = found["ingredients"]  # type: ignore[misc]
+    (warfarin,) = found["ingredients"]
     assert warfarin["name_zh"] == "华法林" and "B01AA03" in warfarin["atc"]
     assert "antivitamines k" in [c.lower() for c in warfarin["classes"]]
     assert any(i["severity"] == "contraindicated" for i in warfarin["interactions"])
-    assert any("ANSM" in s for s in found["sources"])  # type: ignore[attr-defined]
+    assert any("ANSM" in s for s in found["sources"])
     assert knowledge().describe("no-such-drug") is None
 
 

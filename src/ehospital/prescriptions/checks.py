@@ -1,7 +1,7 @@
 """The automatic check run on every signed prescription before the pharmacist sees it.
 
-Checkers are pluggable: this module brings the regulatory findings; the clinical vetting engine
-(interactions, doses, allergies …) plugs into the same list. Every prescription goes to the
+Checkers are pluggable: the regulatory findings, then the clinical vetting engine
+(`ehospital.vetting`: interactions, duplicate therapy …) in the same list. Every prescription goes to the
 pharmacist whatever the findings.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
 from ehospital.prescriptions.models import Severity
@@ -21,6 +22,10 @@ class CheckedItem:
     generic_en: str
     atc: str
     days: int
+    dose: str | None = None
+    dose_unit: str | None = None
+    route: str | None = None
+    frequency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class CheckInput:
     extended_reason: str | None
     guardian_present: bool
     validity_days: int
+    patient_sex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,4 +109,56 @@ def regulatory_findings(rx: CheckInput) -> list[FindingOut]:
     return found
 
 
-CHECKERS: list[Checker] = [regulatory_findings]
+def clinical_findings(rx: CheckInput) -> list[FindingOut]:
+    """The vetting engine's findings (interactions, duplicate therapy …), each with its source.
+    If the knowledge base cannot be loaded the pharmacist is told so, loudly."""
+    from ehospital.vetting import Item, KnowledgeUnavailable, Patient, knowledge, vet
+
+    try:
+        kb = knowledge()
+    except KnowledgeUnavailable as exc:
+        return [
+            FindingOut(
+                "vetting.unavailable",
+                Severity.MAJOR,
+                f"the clinical check could not run: {exc}",
+                "临床用药审核未能运行（知识库不可用），请人工全面审核",
+                "ehospital vetting engine",
+            )
+        ]
+    items = [
+        Item(
+            # The product code names formulary drugs; a drug an admin added goes by its name.
+            drug=i.code if kb.resolve(i.code) else i.generic_en,
+            dose=Decimal(i.dose) if i.dose else None,
+            unit=i.dose_unit,
+            route=i.route,
+            frequency=i.frequency,
+            days=i.days,
+        )
+        for i in rx.items
+    ]
+    sex = {"male": "M", "female": "F"}.get(rx.patient_sex or "")
+    verdict = vet(items, Patient(age=rx.patient_age, sex=sex), kb)
+    return [
+        FindingOut(
+            f"vetting.{f.category}",
+            Severity(f.severity),
+            f.message_en,
+            f.message_zh,
+            f.source,
+            {
+                "drugs": f.drugs,
+                "management": f.management,
+                "interruptive": f.interruptive,
+                "decision": verdict.decision,
+                "knowledge_version": verdict.knowledge_version,
+            },
+        )
+        for f in verdict.findings
+        # The regulatory checker already reports the same ingredient twice.
+        if not (f.category == "duplicate" and f.severity == "major")
+    ]
+
+
+CHECKERS: list[Checker] = [regulatory_findings, clinical_findings]

@@ -150,12 +150,12 @@ class Finding(IdMixin, CreatedMixin, Base):
     __tablename__ = "prescription_findings"
 
     prescription_id: Mapped[int] = mapped_column(BigId, ForeignKey("prescriptions.id"), index=True)
-    rule: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(80))
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     message_zh: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[str] = mapped_column(Text, default="")  # JSON
-    source: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)  # full references (the vetting engine cites them)
 
 
 class RxEvent(IdMixin, Base):

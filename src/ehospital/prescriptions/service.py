@@ -245,6 +245,10 @@ class PrescriptionService:
                     drugs[i.drug_id].generic_en,
                     drugs[i.drug_id].atc,
                     i.days,
+                    dose=i.dose,
+                    dose_unit=i.dose_unit,
+                    route=i.route,
+                    frequency=i.frequency,
                 )
                 for i in items
             ),
@@ -254,6 +258,7 @@ class PrescriptionService:
             extended_reason=prescription.extended_reason,
             guardian_present=prescription.guardian_present,
             validity_days=prescription.validity_days,
+            patient_sex=patient.sex,
         )
         rank = 0
         stored: list[Finding] = []

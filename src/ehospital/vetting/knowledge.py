@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ehospital.vetting.names import fold, french_to_english, key
 
@@ -182,12 +183,12 @@ class Knowledge:
     def is_non_interruptive(self, a: int, b: int) -> bool:
         return (min(a, b), max(a, b)) in self.non_interruptive
 
-    def describe(self, name: str) -> dict[str, object] | None:
+    def describe(self, name: str) -> dict[str, Any] | None:
         """A drug as the graph knows it: names, codes, classes, interactions, rules, sources."""
         ids = self.resolve(name)
         if ids is None:
             return None
-        out: list[dict[str, object]] = []
+        out: list[dict[str, Any]] = []
         for i in ids:
             ing = self.ingredients[i]
             interactions = []
