@@ -38,6 +38,8 @@ from ehospital.pharmacy.router import router as pharmacy_router
 from ehospital.prescriptions.router import router as prescriptions_router
 from ehospital.prescriptions.service import PrescriptionService
 from ehospital.prescriptions.signing import KeyStore
+from ehospital.vetting.knowledge import KnowledgeUnavailable, knowledge
+from ehospital.vetting.router import router as vetting_router
 
 log = logging.getLogger("ehospital")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -166,6 +168,10 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 payments=payment_providers(settings),
             )
         runtime: Runtime = app.state.runtime
+        try:  # the vetting engine's knowledge graph, built now rather than on a first request
+            await asyncio.to_thread(knowledge)
+        except KnowledgeUnavailable as exc:
+            log.warning("the vetting engine is unavailable: %s", exc)
         tasks: list[asyncio.Task[None]] = []
         if background:
             tasks.append(
@@ -227,6 +233,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         prescriptions_router,
         pharmacy_router,
         audit_router,
+        vetting_router,
         web_router,
     ):
         app.include_router(router)

@@ -67,3 +67,10 @@ class Unprocessable(DomainError):
 class TooManyRequests(DomainError):
     status_code = 429
     code = "too_many_requests"
+
+
+class ServiceUnavailable(DomainError):
+    """A part the request needs is missing (e.g. a knowledge source not installed)."""
+
+    status_code = 503
+    code = "service_unavailable"
