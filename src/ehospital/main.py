@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import uuid
@@ -172,6 +173,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             await asyncio.to_thread(knowledge)
         except KnowledgeUnavailable as exc:
             log.warning("the vetting engine is unavailable: %s", exc)
+        # What start-up built lives as long as the process: keep it out of the collector's
+        # full passes (which otherwise stall every request for a few hundred ms now and then).
+        gc.freeze()
         tasks: list[asyncio.Task[None]] = []
         if background:
             tasks.append(
