@@ -212,9 +212,122 @@ def test_two_drugs_of_one_class_and_one_already_taken() -> None:
 
 
 def test_the_verdict_says_what_was_not_checked() -> None:
-    verdict = vet([Item("metformin")])
-    assert verdict.checked == ["interaction", "duplicate", "unknown_drug"]
-    assert {c["check"] for c in verdict.not_checked} >= {"dose", "allergy", "renal", "pregnancy"}
+    bare = vet([Item("metformin")])
+    assert bare.checked == ["interaction", "duplicate", "dose", "route", "unknown_drug"]
+    skipped = {c["check"]: c["reason"] for c in bare.not_checked}
+    assert skipped["renal"] == "no eGFR given" and skipped["allergy"] == "no allergies given"
+    assert set(skipped) == {
+        "allergy",
+        "renal",
+        "pregnancy",
+        "lactation",
+        "age",
+        "sex",
+        "disease",
+        "hepatic",
+        "dose",
+    }
+    assert "metformin" in skipped["dose"]  # no dose given: its maximum could not be checked
+    full = Patient(
+        age=40,
+        sex="F",
+        pregnant=False,
+        lactating=False,
+        egfr=Decimal(90),
+        allergies=("penicillin",),
+        conditions=("I10",),
+    )
+    complete = vet([mg("metformin", 500, "bid")], full)
+    assert [c["check"] for c in complete.not_checked] == ["dose"]  # partial by nature
+    assert complete.decision == "pass"
+
+
+# --- the patient --------------------------------------------------------------------------------
+
+
+def categories(verdict: Verdict) -> dict[str, str]:
+    return {f.category: f.severity for f in verdict.findings}
+
+
+def test_allergy_to_the_drug_its_class_and_cross_reactive_classes() -> None:
+    penicillin = Patient(allergies=("penicillin",))
+    assert categories(vet([Item("amoxicillin")], penicillin)) == {"allergy": "contraindicated"}
+    assert vet([Item("amoxicillin/clavulanate")], penicillin).decision == "block"
+    (cross,) = vet([Item("cefuroxime")], penicillin).findings
+    assert (cross.category, cross.severity) == (
+        "allergy",
+        "moderate",
+    ) and "J Allergy Clin Immunol" in cross.source
+    assert vet([Item("azithromycin")], penicillin).findings == []
+    # By ingredient, in Chinese, and an allergy nobody knows.
+    assert categories(vet([Item("阿莫西林")], Patient(allergies=("amoxicillin",)))) == {
+        "allergy": "contraindicated"
+    }
+    assert categories(vet([Item("cefalexin")], Patient(allergies=("头孢菌素",)))) == {
+        "allergy": "contraindicated"
+    }
+    unknown = vet([Item("metformin")], Patient(allergies=("moonbeams",)))
+    assert unknown.unresolved == ["moonbeams"] and unknown.decision == "review"
+
+
+@pytest.mark.parametrize(
+    ("item", "patient", "category", "severity"),
+    [
+        (Item("metformin"), Patient(egfr=Decimal(25)), "renal", "contraindicated"),
+        (Item("metformin"), Patient(egfr=Decimal(40)), "renal", "moderate"),
+        (Item("ibuprofen"), Patient(egfr=Decimal(40)), "renal", "major"),
+        (Item("dabigatran etexilate"), Patient(egfr=Decimal(20)), "renal", "contraindicated"),
+        (Item("warfarin"), Patient(pregnant=True), "pregnancy", "contraindicated"),
+        (Item("enalapril"), Patient(pregnant=True), "pregnancy", "contraindicated"),
+        (Item("losartan"), Patient(pregnant=True), "pregnancy", "contraindicated"),
+        (Item("doxycycline"), Patient(pregnant=True), "pregnancy", "major"),
+        (Item("codeine"), Patient(lactating=True), "lactation", "major"),
+        (Item("glibenclamide"), Patient(age=75), "age", "major"),
+        (Item("diazepam"), Patient(age=80), "age", "major"),
+        (Item("aspirin"), Patient(age=10), "age", "contraindicated"),
+        (Item("doxycycline"), Patient(age=6), "age", "contraindicated"),
+        (Item("finasteride"), Patient(sex="F"), "sex", "contraindicated"),
+        (Item("propranolol"), Patient(conditions=("J45.9",)), "disease", "contraindicated"),
+        (Item("pioglitazone"), Patient(conditions=("I50.0",)), "disease", "contraindicated"),
+        (Item("atorvastatin"), Patient(conditions=("K74.6",)), "hepatic", "major"),
+    ],
+)
+def test_patient_rules(item: Item, patient: Patient, category: str, severity: str) -> None:
+    found = [f for f in vet([item], patient).findings if f.category == category]
+    assert [f.severity for f in found] == [severity]
+    assert found[0].source and found[0].message_zh
+
+
+@pytest.mark.parametrize(
+    ("item", "patient"),
+    [
+        (Item("metformin"), Patient(egfr=Decimal(60))),
+        (Item("warfarin"), Patient(pregnant=False)),
+        (Item("glibenclamide"), Patient(age=50)),
+        (Item("aspirin"), Patient(age=30)),
+        (Item("finasteride"), Patient(sex="M")),
+        (Item("propranolol"), Patient(conditions=("I10",))),
+        (Item("amlodipine"), Patient(age=80, egfr=Decimal(20), pregnant=True, conditions=("I50",))),
+    ],
+)
+def test_patient_rules_that_must_not_fire(item: Item, patient: Patient) -> None:
+    assert vet([item], patient).findings == []
+
+
+def test_daily_dose_against_the_labelled_maximum() -> None:
+    (over,) = vet([mg("metformin", 1000, "tid")]).findings
+    assert (over.category, over.severity) == ("dose", "major") and "2550" in over.message_en
+    assert vet([mg("metformin", 850, "tid")]).findings == []
+    child = vet([mg("paracetamol", 1000, "qid")], Patient(age=8))
+    assert (
+        child.findings == [] and "paediatric" in {c["check"]: c["reason"] for c in child.not_checked}["dose"]
+    )
+
+
+def test_route_of_a_formulary_product() -> None:
+    (wrong,) = vet([Item("metformin-500mg-tab", route="topical")]).findings
+    assert (wrong.category, wrong.severity) == ("route", "major")
+    assert vet([Item("metformin-500mg-tab", route="oral")]).findings == []
 
 
 # --- never raises -------------------------------------------------------------------------------
@@ -279,7 +392,7 @@ def test_cli_vets_a_file_and_stdin(tmp_path: Path) -> None:
     assert from_file.returncode == 0, from_file.stderr
     verdict = json.loads(from_file.stdout)
     assert verdict["decision"] == "block" and verdict["knowledge_version"].startswith("ANSM")
-    assert {f["category"] for f in verdict["findings"]} == {"interaction"}
+    assert {f["category"] for f in verdict["findings"]} == {"interaction", "age"}  # NSAID at 70
     assert json.loads(run_cli("-", stdin=json.dumps(request)).stdout) == verdict
 
 

