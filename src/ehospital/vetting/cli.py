@@ -36,6 +36,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--batch", metavar="FILE.jsonl", help="one request per line (- for stdin); one verdict per line"
     )
+    parser.add_argument(
+        "--fhir-dir",
+        metavar="DIR",
+        help="vet the prescriptions of FHIR patients (NDJSON, e.g. Synthea) and print a summary",
+    )
     parser.add_argument("--pretty", action="store_true", help="indented output")
     parser.set_defaults(func=run, needs_settings=False)
 
@@ -64,8 +69,8 @@ def _lines(stream: TextIO) -> Iterator[tuple[int, str]]:
 
 
 def run(args: argparse.Namespace, _settings: object = None) -> int:
-    if bool(args.file) == bool(args.batch):
-        print("ehospital vet: give one FILE (or -), or --batch FILE.jsonl", file=sys.stderr)
+    if sum(bool(x) for x in (args.file, args.batch, args.fhir_dir)) != 1:
+        print("ehospital vet: give one FILE (or -), --batch FILE.jsonl or --fhir-dir DIR", file=sys.stderr)
         return 2
     indent = 2 if args.pretty else None
     try:
@@ -73,6 +78,20 @@ def run(args: argparse.Namespace, _settings: object = None) -> int:
     except KnowledgeUnavailable as exc:
         print(f"ehospital vet: {exc}", file=sys.stderr)
         return 1
+    if args.fhir_dir:
+        from ehospital.vetting.fhirdir import summarise
+
+        directory = Path(args.fhir_dir)
+        if not directory.is_dir():
+            print(f"ehospital vet: {directory} is not a directory", file=sys.stderr)
+            return 1
+        try:
+            summary = summarise(kb, directory)
+        except (OSError, ValueError) as exc:
+            print(f"ehospital vet: cannot read the FHIR files in {directory}: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(summary, ensure_ascii=False, indent=indent))
+        return 0
     try:
         if args.file:
             with _open(args.file) as stream:

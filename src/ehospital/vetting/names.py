@@ -32,6 +32,7 @@ SALT_WORDS = frozenset(
         "hydrochloride",
         "hcl",
         "hyclate",
+        "macrocrystals",
         "lactate",
         "magnesium",
         "maleate",
