@@ -8,6 +8,7 @@ from ehospital.kit.models import Base
 from ehospital.patients.models import Patient
 from ehospital.pharmacy.models import DispensedLot, Order, OrderEvent, OrderLine, PaymentNotice, StockLot
 from ehospital.prescriptions.models import DoctorKey, Drug, Finding, Prescription, PrescriptionItem, RxEvent
+from ehospital.vetting.models import CdsCard, CdsFeedback
 
 __all__ = [
     "AccessToken",
@@ -15,6 +16,8 @@ __all__ = [
     "Attachment",
     "AuditEvent",
     "Base",
+    "CdsCard",
+    "CdsFeedback",
     "Centre",
     "Clinic",
     "Consultation",

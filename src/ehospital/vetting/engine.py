@@ -261,9 +261,9 @@ def _allergies(
                         f"患者对{allergy}过敏，{kb.ingredients[line.ingredient].name_zh or name}"
                         + ("即为该药" if same else "属同类药物"),
                         "Do not give; choose a drug of another class",
-                        "Documented allergy; classes by "
-                        + "; ".join(
-                            kb.allergy_groups[g].source for g in sorted(mine & groups) or ["ingredient"]
+                        "; ".join(
+                            ["the patient's documented allergy"]
+                            + [kb.allergy_groups[g].source for g in sorted(mine & groups)]
                         ),
                     )
                 )

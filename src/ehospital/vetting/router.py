@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
 
+from ehospital.audit.service import record
 from ehospital.auth.models import Role
-from ehospital.deps import CurrentActor
-from ehospital.kit.errors import Forbidden, NotFound, ServiceUnavailable
+from ehospital.deps import CurrentActor, SessionDep
+from ehospital.kit.context import Actor
+from ehospital.kit.errors import Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from ehospital.vetting.cds import CdsRequestError, cards_for, discovery
 from ehospital.vetting.engine import vet
 from ehospital.vetting.knowledge import Knowledge, KnowledgeUnavailable, knowledge
+from ehospital.vetting.models import CdsCard, CdsFeedback
 from ehospital.vetting.schemas import VetRequest
 
-router = APIRouter(prefix="/api/v1", tags=["vetting"])
+router = APIRouter(tags=["vetting"])
 
 _CLINICIANS = (Role.DOCTOR, Role.PHARMACIST, Role.ADMIN)
 
@@ -25,7 +32,7 @@ def _knowledge() -> Knowledge:
         raise ServiceUnavailable(str(exc), code="knowledge_unavailable") from exc
 
 
-@router.post("/vet")
+@router.post("/api/v1/vet")
 async def vet_prescription(data: VetRequest, actor: CurrentActor) -> dict[str, Any]:
     """Vet a prescription for a patient (doctors, pharmacists): the verdict (`block`, `review`
     or `pass`), the findings with their sources, the names not recognised, and which checks ran.
@@ -36,7 +43,7 @@ async def vet_prescription(data: VetRequest, actor: CurrentActor) -> dict[str, A
     return vet([i.to_engine() for i in data.items], data.patient.to_engine(), kb).as_dict()
 
 
-@router.get("/knowledge/drugs/{name}")
+@router.get("/api/v1/knowledge/drugs/{name}")
 async def knowledge_drug(name: Annotated[str, Path(min_length=1, max_length=200)]) -> dict[str, Any]:
     """A drug as the knowledge graph knows it, by any of its names (English, US/UK, French,
     Chinese, ATC, RxNorm, formulary code): its ingredients with their classes, interactions and
@@ -45,3 +52,123 @@ async def knowledge_drug(name: Annotated[str, Path(min_length=1, max_length=200)
     if found is None:
         raise NotFound("this name is not in the knowledge base", code="drug_not_known", name=name)
     return found
+
+
+# --- CDS Hooks 2.0 -----------------------------------------------------------------------------
+
+
+class CdsHookRequest(BaseModel):
+    """A CDS Hooks call; fields the spec adds later are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hook: str = Field(max_length=40)
+    hookInstance: str = Field(min_length=1, max_length=80)
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+
+
+class OverrideReason(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    reason: dict[str, Any] | None = None
+    userComment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    card: str = Field(min_length=1, max_length=36)
+    outcome: Literal["accepted", "overridden"]
+    outcomeTimestamp: datetime
+    acceptedSuggestions: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
+    overrideReason: OverrideReason | None = None
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    feedback: list[FeedbackEntry] = Field(min_length=1, max_length=100)
+
+
+def _clinician(actor: Actor) -> None:
+    if actor.role not in _CLINICIANS:
+        raise Forbidden("only doctors and pharmacists call the CDS service", code="not_a_clinician")
+
+
+@router.get("/cds-services", include_in_schema=True)
+async def cds_discovery() -> dict[str, Any]:
+    """CDS Hooks discovery: the prescription vetting service for `order-sign` and `order-select`."""
+    return discovery()
+
+
+@router.post("/cds-services/{service_id}")
+async def cds_service(
+    service_id: Annotated[str, Path(max_length=80)],
+    data: CdsHookRequest,
+    actor: CurrentActor,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """A CDS Hooks call: the draft MedicationRequests vetted, one card per finding (indicator,
+    summary, detail, source, suggestions to remove the order, override reasons)."""
+    _clinician(actor)
+    kb = _knowledge()
+    try:
+        cards, verdict = cards_for(kb, service_id, data.model_dump())
+    except CdsRequestError as exc:
+        if exc.code == "unknown_service":
+            raise NotFound(str(exc), code=exc.code) from exc
+        raise Unprocessable(str(exc), code=exc.code) from exc
+    for card in cards:
+        session.add(
+            CdsCard(
+                uuid=card.uuid,
+                service_id=service_id,
+                hook=data.hook,
+                hook_instance=data.hookInstance,
+                account_id=actor.account_id or None,
+                indicator=card.indicator,
+                category=card.category,
+                summary=card.summary,
+                source=card.source,
+            )
+        )
+    record(session, actor, "cds_call", "cds_service", service_id)
+    return {"cards": [c.body for c in cards], "decision": verdict.decision, "unresolved": verdict.unresolved}
+
+
+@router.post("/cds-services/{service_id}/feedback")
+async def cds_feedback(
+    service_id: Annotated[str, Path(max_length=80)],
+    data: FeedbackIn,
+    actor: CurrentActor,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """CDS Hooks feedback: whether each card was accepted (which suggestions) or overridden
+    (with the reason), recorded for the card the service issued."""
+    _clinician(actor)
+    for entry in data.feedback:
+        card = await session.get(CdsCard, entry.card)
+        if card is None or card.service_id != service_id:
+            raise NotFound("no such card from this service", code="card_not_found", card=entry.card)
+        reason = entry.overrideReason.reason if entry.overrideReason and entry.overrideReason.reason else {}
+        if (
+            entry.outcome == "overridden"
+            and not reason
+            and not (entry.overrideReason and entry.overrideReason.userComment)
+        ):
+            raise Unprocessable("say why the card was overridden", code="override_reason_required")
+        session.add(
+            CdsFeedback(
+                card_uuid=card.uuid,
+                account_id=actor.account_id or None,
+                outcome=entry.outcome,
+                accepted_suggestions=json.dumps([str(s.get("id", "")) for s in entry.acceptedSuggestions]),
+                override_code=str(reason.get("code"))[:64] if reason.get("code") else None,
+                override_display=str(reason.get("display"))[:200] if reason.get("display") else None,
+                user_comment=entry.overrideReason.userComment if entry.overrideReason else None,
+                outcome_at=entry.outcomeTimestamp,
+            )
+        )
+        record(session, actor, f"cds_{entry.outcome}", "cds_card", card.uuid)
+    return {}
