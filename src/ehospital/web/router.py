@@ -26,7 +26,11 @@ _NOT_WEB = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz")
 def is_web_request(request: Request) -> bool:
     """Whether errors on this path are answered with an HTML page (else the API's JSON)."""
     path = request.url.path
-    return not (path.startswith(_NOT_WEB[0]) or path in _NOT_WEB[1:] or path.startswith("/docs/"))
+    return not (
+        path.startswith(_NOT_WEB[0])
+        or path in _NOT_WEB[1:]
+        or path.startswith(("/docs/", "/cds-services"))  # CDS Hooks: a JSON API too
+    )
 
 
 def _login_redirect(request: Request, web: Web | None) -> Response:

@@ -1,0 +1,194 @@
+"""The CDS Hooks service: discovery, cards for order-sign and order-select, feedback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.vetting.fhir import RXNORM, SNOMED
+from ehospital.vetting.models import CdsCard, CdsFeedback
+from tests.personas import World
+
+SERVICE = "/cds-services/ehospital-prescription-vetting"
+
+
+def order(order_id: str, text: str, dose: float | None = None) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "id": order_id,
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": "0", "display": text}],
+            "text": text,
+        },
+    }
+    if dose is not None:
+        resource["dosageInstruction"] = [
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg"}}],
+            }
+        ]
+    return resource
+
+
+def hook_request(hook: str, orders: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+    return {
+        "hook": hook,
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {
+            "userId": "Practitioner/example",
+            "patientId": "p1",
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": o} for o in orders],
+            },
+            **context,
+        },
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01", "gender": "female"},
+            "conditions": {
+                "resourceType": "Bundle",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "Condition",
+                            "code": {"coding": [{"system": SNOMED, "code": "431857002"}]},
+                        }
+                    }
+                ],
+            },
+            "medications": {
+                "resourceType": "Bundle",
+                "entry": [
+                    {"resource": {**order("m1", "Warfarin sodium 5 MG Oral Tablet"), "status": "active"}}
+                ],
+            },
+            "allergies": {"resourceType": "Bundle", "entry": []},
+        },
+    }
+
+
+async def test_discovery_lists_both_hooks(client: httpx.AsyncClient) -> None:
+    r = await client.get("/cds-services")
+    assert r.status_code == 200
+    services = {s["id"]: s for s in r.json()["services"]}
+    assert services["ehospital-prescription-vetting"]["hook"] == "order-sign"
+    assert services["ehospital-prescription-vetting-select"]["hook"] == "order-select"
+    assert "patient" in services["ehospital-prescription-vetting"]["prefetch"]
+
+
+async def test_order_sign_answers_cards_and_records_them(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    body = hook_request(
+        "order-sign",
+        [
+            order("o1", "Simvastatin 40 MG Oral Tablet", 40),
+            order("o2", "Clarithromycin 500 MG Oral Tablet"),
+            order("o3", "Metformin hydrochloride 500 MG Oral Tablet"),
+        ],
+    )
+    r = await client.post(SERVICE, headers=world.dr_dia.headers, json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    cards = answer["cards"]
+    assert answer["decision"] == "block"
+    by_indicator = {c["indicator"] for c in cards}
+    assert "critical" in by_indicator
+    for card in cards:
+        assert len(card["summary"]) < 140 and card["source"]["label"] and card["detail"]
+        assert card["overrideReasons"]
+    interaction = next(c for c in cards if "Clarithromycin" in c["detail"] or "clarithromycin" in c["detail"])
+    removals = {a["resourceId"][0] for s in interaction["suggestions"] for a in s["actions"]}
+    assert removals == {"MedicationRequest/o1", "MedicationRequest/o2"}
+    # The context came from prefetch: CKD stage 4 (eGFR < 30) makes metformin contraindicated,
+    # and the warfarin she takes meets the simvastatin.
+    details = " ".join(c["detail"] for c in cards)
+    assert "eGFR is below 30" in details and "warfarin" in details
+    stored = (await session.execute(select(func.count()).select_from(CdsCard))).scalar_one()
+    assert stored == len(cards)
+
+
+async def test_order_select_cards_only_for_the_selected_order(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    orders = [
+        order("o1", "Simvastatin 40 MG Oral Tablet", 40),
+        order("o2", "Clarithromycin 500 MG Oral Tablet"),
+        order("o3", "Metformin hydrochloride 500 MG Oral Tablet"),
+    ]
+    body = hook_request("order-select", orders, selections=["MedicationRequest/o3"])
+    r = await client.post(
+        "/cds-services/ehospital-prescription-vetting-select", headers=world.pharmacist.headers, json=body
+    )
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    assert cards and all("metformin" in c["detail"].lower() for c in cards)
+
+
+async def test_cds_bad_calls(client: httpx.AsyncClient, world: World) -> None:
+    body = hook_request("order-sign", [order("o1", "Simvastatin 40 MG Oral Tablet")])
+    assert (await client.post(SERVICE, json=body)).status_code == 401
+    r = await client.post(SERVICE, headers=world.alice.headers, json=body)
+    assert r.status_code == 403
+    r = await client.post("/cds-services/nope", headers=world.dr_dia.headers, json=body)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_service"
+    r = await client.post(SERVICE, headers=world.dr_dia.headers, json={**body, "hook": "patient-view"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "wrong_hook"
+    empty = hook_request("order-sign", [])
+    r = await client.post(SERVICE, headers=world.dr_dia.headers, json=empty)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "no_medication_orders"
+    r = await client.post(SERVICE, headers=world.dr_dia.headers, json={"hook": "order-sign"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+
+
+async def test_feedback_is_recorded_with_the_override_reason(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    body = hook_request(
+        "order-sign",
+        [order("o1", "Simvastatin 40 MG Oral Tablet", 40), order("o2", "Amlodipine 5 MG Oral Tablet")],
+    )
+    cards = (await client.post(SERVICE, headers=world.dr_dia.headers, json=body)).json()["cards"]
+    card = cards[0]
+    feedback = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"reason": card["overrideReasons"][2], "userComment": "CK checked monthly"},
+                "outcomeTimestamp": "2026-11-22T10:00:00Z",
+            }
+        ]
+    }
+    r = await client.post(f"{SERVICE}/feedback", headers=world.dr_dia.headers, json=feedback)
+    assert r.status_code == 200, r.text
+    row = (
+        await session.execute(select(CdsFeedback).where(CdsFeedback.card_uuid == card["uuid"]))
+    ).scalar_one()
+    assert (row.outcome, row.override_code, row.user_comment) == (
+        "overridden",
+        "will-monitor",
+        "CK checked monthly",
+    )
+    # Overridden without a reason, an unknown card, another service's card: refused, nothing written.
+    no_reason = {"feedback": [{**feedback["feedback"][0], "overrideReason": None}]}
+    r = await client.post(f"{SERVICE}/feedback", headers=world.dr_dia.headers, json=no_reason)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "override_reason_required"
+    unknown = {"feedback": [{**feedback["feedback"][0], "card": "00000000-0000-0000-0000-000000000000"}]}
+    r = await client.post(f"{SERVICE}/feedback", headers=world.dr_dia.headers, json=unknown)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "card_not_found"
+    r = await client.post(
+        "/cds-services/ehospital-prescription-vetting-select/feedback",
+        headers=world.dr_dia.headers,
+        json=feedback,
+    )
+    assert r.status_code == 404
+    count = (await session.execute(select(func.count()).select_from(CdsFeedback))).scalar_one()
+    assert count == 1
