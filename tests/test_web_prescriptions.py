@@ -200,3 +200,43 @@ async def test_pharmacists_land_on_the_queue(client: httpx.AsyncClient, world: W
     await sign_in(client, "pharmacist.p")
     home = await client.get("/")
     assert home.headers["location"] == "/pharmacy"
+
+
+async def test_the_pad_shows_the_clinical_check_of_the_draft(
+    client: httpx.AsyncClient, world: World, formulary: None
+) -> None:
+    cid = await diagnosed(client, world)
+    csrf = await sign_in(client, "dr.dia")
+    lines = {
+        "drug_code_1": "t-simvastatin-20",
+        "dose_1": "40",
+        "frequency_1": "qd",
+        "days_1": "7",
+        "quantity_1": "14",
+        "drug_code_2": "t-amlodipine-5",
+        "dose_2": "5",
+        "dose_unit_2": "mg",
+        "route_2": "oral",
+        "frequency_2": "qd",
+        "days_2": "7",
+        "quantity_2": "7",
+    }
+    saved = await client.post(
+        f"/consultations/{cid}/prescriptions", data={"csrf": csrf, **pad(world, **lines)}
+    )
+    assert saved.status_code == 303, saved.text
+    page = await client.get(f"/consultations/{cid}")
+    preview = re.search(r'id="rx-clinical">(.*?)</div>', page.text, re.S)
+    assert preview and "本草稿的临床用药审核" in preview.group(1)
+    assert "辛伐他汀与氨氯地平存在相互作用" in preview.group(1) and "ANSM" in preview.group(1)
+    english = await client.get(f"/consultations/{cid}?lang=en")
+    assert "exceeds the 20 mg/day cap" in english.text
+    # Within the cap, the check says it found nothing.
+    draft_id = re.search(r'name="prescription_id" value="(\d+)"', page.text).group(1)  # type: ignore[union-attr]
+    within = {**lines, "dose_1": "20", "quantity_1": "7"}
+    await client.post(
+        f"/consultations/{cid}/prescriptions",
+        data={"csrf": csrf, "prescription_id": draft_id, **pad(world, **within)},
+    )
+    page = await client.get(f"/consultations/{cid}")
+    assert "The clinical check finds nothing to point out in this draft." in page.text  # still English

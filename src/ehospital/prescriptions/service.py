@@ -233,11 +233,15 @@ class PrescriptionService:
         await self.session.flush()
         return prescription
 
-    async def _auto_check(self, actor: Actor, prescription: Prescription) -> None:
-        """Run every checker, store its findings, and put the prescription in review."""
+    async def clinical_preview(self, actor: Actor, prescription_id: int) -> list[checks.FindingOut]:
+        """What the vetting engine will say of the draft when it is signed (the pad shows it)."""
+        prescription = await self._mine(actor, prescription_id)
+        return checks.clinical_findings(await self._check_input(prescription))
+
+    async def _check_input(self, prescription: Prescription) -> checks.CheckInput:
         patient = await self._patient(prescription.patient_id)
         items, drugs = await self.lines(prescription.id)
-        facts = checks.CheckInput(
+        return checks.CheckInput(
             items=tuple(
                 checks.CheckedItem(
                     i.position,
@@ -260,6 +264,10 @@ class PrescriptionService:
             validity_days=prescription.validity_days,
             patient_sex=patient.sex,
         )
+
+    async def _auto_check(self, actor: Actor, prescription: Prescription) -> None:
+        """Run every checker, store its findings, and put the prescription in review."""
+        facts = await self._check_input(prescription)
         rank = 0
         stored: list[Finding] = []
         for checker in checks.CHECKERS:

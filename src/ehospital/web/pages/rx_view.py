@@ -164,6 +164,7 @@ async def pad_view(
     labels = ["" for _ in LINES]
     general: list[str] = []
     by_line: dict[int, list[str]] = {}
+    clinical: list[dict[str, str]] = []
     draft = drafts[-1] if drafts else None
     if state.form == "rx":
         header = {k: state.value(k) for k in HEADER_FIELDS}
@@ -190,6 +191,14 @@ async def pad_view(
                 "instructions": item.instructions,
             }
             labels[item.position - 1] = drug_label(t, item.drug)
+        clinical = [
+            {
+                "severity": str(f.severity),
+                "text": f.message_zh if web.lang == "zh" and f.message_zh else f.message,
+                "source": f.source,
+            }
+            for f in await service.clinical_preview(web.me, draft.id)
+        ]
         for failure in await service.check(web.me, draft.id):
             text = failure_text(t, failure.as_dict())
             if failure.item and 1 <= failure.item <= len(LINES):
@@ -230,5 +239,6 @@ async def pad_view(
             for n in LINES
         ],
         "general_failures": general,
+        "clinical": clinical,
         "pharmacies": await pharmacies(web),
     }
