@@ -314,14 +314,26 @@ def test_patient_rules_that_must_not_fire(item: Item, patient: Patient) -> None:
     assert vet([item], patient).findings == []
 
 
-def test_daily_dose_against_the_labelled_maximum() -> None:
+def test_doses_against_the_labelled_limits() -> None:
     (over,) = vet([mg("metformin", 1000, "tid")]).findings
     assert (over.category, over.severity) == ("dose", "major") and "2550" in over.message_en
+    assert "Glucophage" in over.source and "日剂量3000 mg" in over.message_zh
     assert vet([mg("metformin", 850, "tid")]).findings == []
-    child = vet([mg("paracetamol", 1000, "qid")], Patient(age=8))
-    assert (
-        child.findings == [] and "paediatric" in {c["check"]: c["reason"] for c in child.not_checked}["dose"]
-    )
+    (single,) = vet([mg("paracetamol", 1500, "bid")]).findings  # 3 g a day, but 1.5 g a dose
+    assert "a dose exceeds the labelled adult maximum of 1000 mg" in single.message_en
+    # A child's limit is per kg: 15 kg × 75 mg/kg = 1,125 mg a day.
+    child = Patient(age=4, weight_kg=Decimal(15))
+    (per_kg,) = vet([mg("paracetamol", 400, "qid")], child).findings
+    assert "1125 mg (75 mg/kg for 15 kg)" in per_kg.message_en and "BNF for Children" in per_kg.source
+    assert vet([mg("paracetamol", 250, "qid")], child).findings == []
+    unweighed = vet([mg("paracetamol", 400, "qid")], Patient(age=4))
+    reasons = {c["check"]: c["reason"] for c in unweighed.not_checked}
+    assert unweighed.findings == [] and "needs the weight" in reasons["dose"]
+    # Older adults: the elderly limit and the adult one.
+    old = vet([mg("zolpidem", 10, "qn")], Patient(age=75)).findings
+    (elderly,) = [f for f in old if f.category == "dose"]  # Beers flags the Z-drug itself too
+    assert "elderly maximum of 5 mg" in elderly.message_en
+    assert vet([mg("zolpidem", 10, "qn")], Patient(age=40)).findings == []
 
 
 def test_route_of_a_formulary_product() -> None:

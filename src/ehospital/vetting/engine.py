@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ehospital.vetting.knowledge import RANK, SEVERITIES, Knowledge, Rule, knowledge
+from ehospital.vetting.knowledge import RANK, SEVERITIES, DoseLimit, Knowledge, Rule, knowledge
 from ehospital.vetting.names import fold, key
 
 # Administrations per day of the frequencies the prescription pad offers (and common Latin).
@@ -336,40 +336,75 @@ def _patient_rules(
 def _doses(
     kb: Knowledge, lines: list[_Line], patient: Patient, out: list[Finding], not_checked: list[dict[str, str]]
 ) -> None:
-    """The daily dose against the labelled adult maximum (where the graph has one)."""
+    """Single and daily doses against the labelled limits of the patient's population: adult,
+    elderly (≥ 65, adult limits too), child (< 18: mg/kg per day when the weight is known)."""
     missing: list[str] = []
+    child = patient.age is not None and patient.age < 18
+    elderly = patient.age is not None and patient.age >= 65
+    populations = {"child"} if child else {"adult", "elderly"} if elderly else {"adult"}
     for line in lines:
         if line.item is None:
             continue
-        limit = kb.dose_limits.get(line.ingredient)
-        if limit is None:
+        limits = [lim for lim in kb.dose_limits.get(line.ingredient, ()) if lim.population in populations]
+        if not limits:
             continue
         daily = line.item.daily_mg()
-        if daily is None:
+        single = line.item.dose if (line.item.unit or "").lower() == "mg" else None
+        if daily is None and single is None:
             missing.append(line.name)
             continue
-        if patient.age is not None and patient.age < 18:
-            missing.append(f"{line.name} (paediatric limits are not in the graph)")
-            continue
-        if daily > limit.max_daily_mg:
-            name = kb.ingredients[line.ingredient].name_en
-            out.append(
-                Finding(
-                    "dose",
-                    "major",
-                    [line.name],
-                    f"{name}: {daily.normalize():f} mg a day exceeds the labelled adult maximum of "
-                    f"{limit.max_daily_mg} mg",
-                    f"{kb.ingredients[line.ingredient].name_zh or name}日剂量{daily.normalize():f} mg，"
-                    f"超过说明书成人最大日剂量{limit.max_daily_mg} mg",
-                    "Lower the dose or the frequency",
-                    limit.source,
-                )
-            )
-    reason = "maximum daily doses are known for a few drugs only (docs/ARCHITECTURE.md)"
+        for limit in limits:
+            ceiling = limit.max_daily_mg
+            per_kg = ""
+            if limit.max_daily_mg_per_kg is not None:
+                if patient.weight_kg is None:
+                    missing.append(f"{line.name} (a child's limit needs the weight)")
+                else:
+                    by_weight = limit.max_daily_mg_per_kg * patient.weight_kg
+                    if ceiling is None or by_weight < ceiling:
+                        ceiling = by_weight
+                        per_kg = (
+                            f" ({limit.max_daily_mg_per_kg.normalize():f} mg/kg for {patient.weight_kg} kg)"
+                        )
+            if daily is not None and ceiling is not None and daily > ceiling:
+                _dose_finding(kb, line, out, limit, "a day", daily, ceiling, per_kg)
+            elif single is not None and limit.max_single_mg is not None and single > limit.max_single_mg:
+                _dose_finding(kb, line, out, limit, "a dose", single, limit.max_single_mg, "")
+    reason = "labelled limits are in the graph for a few drugs only (vetting/data/dose_limits.csv)"
     if missing:
-        reason += "; dose, unit (mg) or frequency missing for: " + ", ".join(missing)
+        reason += "; not checked for: " + ", ".join(dict.fromkeys(missing))
     not_checked.append({"check": "dose", "reason": reason, "partial": "yes"})
+
+
+_POPULATION_ZH = {"adult": "成人", "child": "儿童", "elderly": "老年人"}
+
+
+def _dose_finding(
+    kb: Knowledge,
+    line: _Line,
+    out: list[Finding],
+    limit: DoseLimit,
+    per: str,
+    given: Decimal,
+    ceiling: Decimal,
+    why: str,
+) -> None:
+    name = kb.ingredients[line.ingredient].name_en
+    zh_per = "日剂量" if per == "a day" else "单次剂量"
+    limit_mg = f"{ceiling.quantize(Decimal('0.001')).normalize():f}"
+    out.append(
+        Finding(
+            "dose",
+            "major",
+            [line.name],
+            f"{name}: {given.normalize():f} mg {per} exceeds the labelled {limit.population} maximum of "
+            f"{limit_mg} mg{why}",
+            f"{kb.ingredients[line.ingredient].name_zh or name}{zh_per}{given.normalize():f} mg，超过说明书"
+            f"{_POPULATION_ZH[limit.population]}最大{zh_per}{limit_mg} mg",
+            "Lower the dose or the frequency",
+            limit.source,
+        )
+    )
 
 
 def _routes(kb: Knowledge, lines: list[_Line], out: list[Finding]) -> None:

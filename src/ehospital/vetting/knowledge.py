@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +179,13 @@ class PatientRule:
 
 @dataclass(frozen=True, slots=True)
 class DoseLimit:
-    max_daily_mg: int
+    """A labelled limit for a population: adult (18–64, or age unknown), child (< 18; per kg
+    when the weight is known) or elderly (≥ 65; adult limits apply too)."""
+
     population: str
+    max_single_mg: Decimal | None
+    max_daily_mg: Decimal | None
+    max_daily_mg_per_kg: Decimal | None
     source: str
 
 
@@ -210,7 +216,7 @@ class Knowledge:
         self.patient_rules_by_ingredient: dict[int, list[PatientRule]] = {}
         self.patient_rules_by_prefix: dict[str, list[PatientRule]] = {}
         self.patient_rules_of: list[tuple[PatientRule, ...]] = []
-        self.dose_limits: dict[int, DoseLimit] = {}
+        self.dose_limits: dict[int, list[DoseLimit]] = {}
         self.product_routes: dict[str, str] = {}  # folded formulary code → route
         self._pair_rules: dict[tuple[int, int], tuple[Rule, ...]] = {}
         self.term_partners: dict[int, dict[int, list[Rule]]] = {}  # term → other term → rules
@@ -582,9 +588,23 @@ def _load_patient_knowledge(kb: Knowledge) -> None:
         ids = kb.resolve(row["drug"])
         if ids is None or len(ids) != 1:
             raise KnowledgeUnavailable(f"dose_limits.csv names an unknown drug: {row['drug']}")
-        kb.dose_limits[ids[0]] = DoseLimit(int(row["max_daily_mg"]), row["population"], row["source"])
+        kb.dose_limits.setdefault(ids[0], []).append(
+            DoseLimit(
+                population=row["population"],
+                max_single_mg=_number(row["max_single_mg"]),
+                max_daily_mg=_number(row["max_daily_mg"]),
+                max_daily_mg_per_kg=Decimal(row["max_daily_mg_per_kg"])
+                if row["max_daily_mg_per_kg"]
+                else None,
+                source=row["source"],
+            )
+        )
     for row in _csv(FORMULARY):
         kb.product_routes[fold(row["code"])] = row["route"]
+
+
+def _number(cell: str) -> Decimal | None:
+    return Decimal(cell) if cell.strip() else None
 
 
 def _load_onc(kb: Knowledge, rx_dir: Path) -> None:
