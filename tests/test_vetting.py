@@ -130,6 +130,7 @@ def test_simvastatin_with_amlodipine_alerts_only_above_20_mg_a_day() -> None:
     over = vet([mg("simvastatin", 40), mg("amlodipine", 5)])
     (finding,) = interactions(over)
     assert finding.severity == "moderate" and "exceeds the 20 mg/day cap" in finding.message_en
+    assert "日剂量40 mg，超过20 mg/日上限" in finding.message_zh
     assert interactions(vet([mg("simvastatin", 20), mg("amlodipine", 5)])) == []
     assert interactions(vet([mg("simvastatin", 10, "bid"), mg("amlodipine", 5)])) == []
     assert len(interactions(vet([mg("simvastatin", 20, "bid"), mg("amlodipine", 5)]))) == 1

@@ -554,6 +554,7 @@ def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, .
     """One finding per pair: the most severe rule that applies (a dose-capped ANSM precaution
     does not apply when the capped drug's known daily dose is within the cap)."""
     notes: list[str] = []
+    notes_zh: list[str] = []
     applying: list[Rule] = []
     for rule in rules:
         if rule.dose_cap is not None:
@@ -578,6 +579,11 @@ def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, .
                 if daily is not None
                 else f"the cap is {limit} mg/day; the daily dose is not known"
             )
+            notes_zh.append(
+                f"日剂量{daily.normalize():f} mg，超过{limit} mg/日上限"
+                if daily is not None
+                else f"上限为{limit} mg/日，日剂量未知"
+            )
         applying.append(rule)
     if not applying:
         return None
@@ -594,7 +600,8 @@ def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, .
         severity=top.severity,
         drugs=[a.name, b.name],
         message_en=message_en,
-        message_zh=f"{zh_a}与{zh_b}{'（正在使用）' if b.item is None else ''}存在相互作用：{top.level_zh}",
+        message_zh=f"{zh_a}与{zh_b}{'（正在使用）' if b.item is None else ''}存在相互作用：{top.level_zh}"
+        + (f"（{'；'.join(notes_zh)}）" if notes_zh else ""),
         management=top.management or top.level_en,
         source="; ".join(dict.fromkeys(r.source for r in applying)),
     )
