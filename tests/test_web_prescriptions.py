@@ -226,7 +226,7 @@ async def test_the_pad_shows_the_clinical_check_of_the_draft(
     )
     assert saved.status_code == 303, saved.text
     page = await client.get(f"/consultations/{cid}")
-    preview = re.search(r'id="rx-clinical">(.*?)</div>', page.text, re.S)
+    preview = re.search(r'id="rx-clinical"[^>]*>(.*?)</div>\s*</div>', page.text, re.S)
     assert preview and "本草稿的临床用药审核" in preview.group(1)
     assert "辛伐他汀与氨氯地平存在相互作用" in preview.group(1) and "ANSM" in preview.group(1)
     english = await client.get(f"/consultations/{cid}?lang=en")
@@ -240,3 +240,46 @@ async def test_the_pad_shows_the_clinical_check_of_the_draft(
     )
     page = await client.get(f"/consultations/{cid}")
     assert "The clinical check finds nothing to point out in this draft." in page.text  # still English
+
+
+async def test_the_pad_checks_as_the_doctor_types(
+    client: httpx.AsyncClient, world: World, formulary: None
+) -> None:
+    cid = await diagnosed(client, world)
+    csrf = await sign_in(client, "dr.dia")
+    typed = {
+        "drug_code_1": "t-simvastatin-20",
+        "dose_1": "40",
+        "frequency_1": "qd",
+        "days_1": "7",
+        "drug_code_2": "t-amlodipine-5",
+        "dose_2": "5",
+        "dose_unit_2": "mg",
+        "route_2": "oral",
+        "frequency_2": "qd",
+        "drug_code_3": "no-such-code",
+        "dose_3": "abc",
+    }
+    r = await client.post(
+        f"/consultations/{cid}/prescriptions/check", data={"csrf": csrf, **pad(world, **typed)}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (finding,) = body["findings"]
+    assert finding["severity"] == "moderate" and finding["label"] and "辛伐他汀与氨氯地平" in finding["text"]
+    assert "ANSM" in finding["source"]
+    # Nothing was saved: the pad still has no draft.
+    page = await client.get(f"/consultations/{cid}")
+    assert 'name="prescription_id" value=""' in page.text
+    within = await client.post(
+        f"/consultations/{cid}/prescriptions/check",
+        data={"csrf": csrf, **pad(world, **{**typed, "dose_1": "20"})},
+    )
+    assert within.json()["findings"] == [] and within.json()["none"]
+    # CSRF, and only the assigned doctor.
+    assert (
+        await client.post(f"/consultations/{cid}/prescriptions/check", data=pad(world))
+    ).status_code == 403
+    other = await sign_in(client, "dr.skin")
+    r = await client.post(f"/consultations/{cid}/prescriptions/check", data={"csrf": other, **pad(world)})
+    assert r.status_code == 404

@@ -29,6 +29,18 @@ class CheckedItem:
 
 
 @dataclass(frozen=True)
+class PadLine:
+    """A line of the pad as typed (nothing validated yet but its shape)."""
+
+    code: str
+    dose: str | None = None
+    dose_unit: str | None = None
+    route: str | None = None
+    frequency: str | None = None
+    days: int | None = None
+
+
+@dataclass(frozen=True)
 class CheckInput:
     items: tuple[CheckedItem, ...]
     patient_age: int

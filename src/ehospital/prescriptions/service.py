@@ -238,6 +238,45 @@ class PrescriptionService:
         prescription = await self._mine(actor, prescription_id)
         return checks.clinical_findings(await self._check_input(prescription))
 
+    async def clinical_preview_of_lines(
+        self, actor: Actor, consultation_id: int, lines: Sequence[checks.PadLine]
+    ) -> list[checks.FindingOut]:
+        """The vetting engine on lines not yet saved (the pad checks as the doctor types), for
+        the patient of a consultation assigned to the doctor; unknown product codes are left to
+        the save, which names them."""
+        if not actor.is_practising_doctor:
+            raise Forbidden("only verified doctors write prescriptions", code="not_a_practising_doctor")
+        consultation = await self.consultations.visible(actor, consultation_id)
+        if consultation is None:
+            raise NotFound("no such consultation", code="consultation_not_found")
+        patient = await self._patient(consultation.patient_id)
+        drugs = await self.repo.drugs_by_code([line.code for line in lines])
+        facts = checks.CheckInput(
+            items=tuple(
+                checks.CheckedItem(
+                    n,
+                    line.code,
+                    drugs[line.code].generic_en,
+                    drugs[line.code].atc,
+                    line.days or 1,
+                    dose=line.dose,
+                    dose_unit=line.dose_unit,
+                    route=line.route,
+                    frequency=line.frequency,
+                )
+                for n, line in enumerate(lines, start=1)
+                if line.code in drugs
+            ),
+            patient_age=age_on(patient.birth_date, date.today()),
+            chronic=False,
+            long_term=False,
+            extended_reason=None,
+            guardian_present=False,
+            validity_days=1,
+            patient_sex=patient.sex,
+        )
+        return checks.clinical_findings(facts) if facts.items else []
+
     async def _check_input(self, prescription: Prescription) -> checks.CheckInput:
         patient = await self._patient(prescription.patient_id)
         items, drugs = await self.lines(prescription.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -13,16 +14,20 @@ from pydantic import ValidationError
 
 from ehospital.consultations.service import ConsultationService
 from ehospital.kit.errors import DomainError
+from ehospital.prescriptions.checks import PadLine
 from ehospital.prescriptions.models import RxStatus
 from ehospital.prescriptions.schemas import PrescriptionIn, ReviewIn, TextIn
 from ehospital.web.common import DoctorWeb, PatientWeb, PharmacistWeb, PostedForm, Web
 from ehospital.web.forms import EMPTY, FormState, failed, field_error, invalid, values_of
 from ehospital.web.pages.consultation import consultation_page
 from ehospital.web.pages.rx_view import (
+    DOSE_UNITS,
     FLAG_FIELDS,
+    FREQUENCIES,
     ITEM_FIELDS,
     LINES,
     PAD_FIELDS,
+    ROUTES,
     described,
     drug_label,
     reads,
@@ -92,6 +97,48 @@ def _pad_input(values: dict[str, str]) -> tuple[dict[str, Any], list[int]]:
         **{k: values[k] == "1" for k in FLAG_FIELDS},
     }
     return raw, lines
+
+
+def _live_line(values: dict[str, str], n: int) -> PadLine | None:
+    code = values[f"drug_code_{n}"].strip()[:80]
+    if not code:
+        return None
+    try:
+        dose = Decimal(values[f"dose_{n}"])
+        dose_text = format(dose.normalize(), "f") if dose.is_finite() and dose > 0 else None
+    except (InvalidOperation, ValueError):
+        dose_text = None
+    days = values[f"days_{n}"]
+    return PadLine(
+        code=code,
+        dose=dose_text,
+        dose_unit=values[f"dose_unit_{n}"] if values[f"dose_unit_{n}"] in DOSE_UNITS else None,
+        route=values[f"route_{n}"] if values[f"route_{n}"] in ROUTES else None,
+        frequency=values[f"frequency_{n}"] if values[f"frequency_{n}"] in FREQUENCIES else None,
+        days=int(days) if days.isdigit() and 1 <= int(days) <= 366 else None,
+    )
+
+
+@router.post("/consultations/{consultation_id}/prescriptions/check")
+async def check_live(consultation_id: Id, web: DoctorWeb, form: PostedForm) -> Response:
+    """The clinical check of the pad as typed (JSON for the pad's script; nothing is saved)."""
+    values = values_of(form, *PAD_FIELDS)
+    lines = [line for n in LINES if (line := _live_line(values, n)) is not None]
+    found = await reads(web).clinical_preview_of_lines(web.me, consultation_id, lines)
+    body = {
+        "findings": [
+            {
+                "severity": str(f.severity),
+                "label": web.t.label("severity", str(f.severity)),
+                "text": f.message_zh if web.lang == "zh" and f.message_zh else f.message,
+                "source": f.source,
+            }
+            for f in found
+        ],
+        "none": web.t("rx.clinical_none"),
+        "source_label": web.t("rx.source"),
+    }
+    return web.finish(JSONResponse(body))
 
 
 @router.post("/consultations/{consultation_id}/prescriptions")

@@ -120,7 +120,75 @@
     });
   }
 
+  // The clinical check as the doctor types: the pad posts its fields (nothing is saved) and the
+  // engine's findings replace the box above the form. Without the script the box shows the
+  // check of the saved draft.
+  function liveCheck(form) {
+    var url = form.getAttribute("data-check-url");
+    var box = document.getElementById("rx-clinical");
+    if (!url || !box) {
+      return;
+    }
+    var body = box.querySelector(".clinical-body");
+    var timer = null;
+    var sent = 0;
+
+    function render(result) {
+      body.textContent = "";
+      if (!result.findings.length) {
+        var none = document.createElement("p");
+        none.className = "muted small";
+        none.textContent = result.none;
+        body.appendChild(none);
+      } else {
+        var list = document.createElement("ul");
+        list.className = "findings";
+        result.findings.forEach(function (f) {
+          var li = document.createElement("li");
+          li.setAttribute("data-severity", f.severity);
+          var sev = document.createElement("span");
+          sev.className = "sev sev-" + f.severity;
+          sev.textContent = f.label;
+          var source = document.createElement("span");
+          source.className = "muted small";
+          source.textContent = " · " + result.source_label + ": " + f.source;
+          li.appendChild(sev);
+          li.appendChild(document.createTextNode(" " + f.text));
+          li.appendChild(source);
+          list.appendChild(li);
+        });
+        body.appendChild(list);
+      }
+      box.hidden = false;
+    }
+
+    function check() {
+      var mine = ++sent;
+      fetch(url, {
+        method: "POST",
+        body: new FormData(form),
+        credentials: "same-origin",
+        headers: { Accept: "application/json" }
+      })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (result) {
+          if (result && mine === sent) {
+            render(result);
+          }
+        })
+        .catch(function () {});
+    }
+
+    function soon() {
+      clearTimeout(timer);
+      timer = setTimeout(check, 400);
+    }
+    form.addEventListener("input", soon);
+    form.addEventListener("change", soon);
+  }
+
   document.querySelectorAll("input[data-drug-search]").forEach(attach);
+  document.querySelectorAll("form[data-check-url]").forEach(liveCheck);
   // With the script the search page link is not needed.
   document.querySelectorAll(".no-js-search").forEach(function (link) { link.hidden = true; });
 })();
