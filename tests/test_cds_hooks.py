@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ehospital.vetting import knowledge
+from ehospital.vetting.cds import CdsRequestError, cards_for
 from ehospital.vetting.fhir import RXNORM, SNOMED
 from ehospital.vetting.models import CdsCard, CdsFeedback
 from tests.personas import World
@@ -192,3 +196,80 @@ async def test_feedback_is_recorded_with_the_override_reason(
     assert r.status_code == 404
     count = (await session.execute(select(func.count()).select_from(CdsFeedback))).scalar_one()
     assert count == 1
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+fhir_keys = st.sampled_from(
+    [
+        "resourceType",
+        "id",
+        "status",
+        "medicationCodeableConcept",
+        "coding",
+        "text",
+        "code",
+        "system",
+        "display",
+        "dosageInstruction",
+        "timing",
+        "repeat",
+        "frequency",
+        "period",
+        "periodUnit",
+        "doseAndRate",
+        "doseQuantity",
+        "value",
+        "unit",
+        "route",
+        "birthDate",
+        "gender",
+        "category",
+        "onsetDateTime",
+        "valueQuantity",
+        "entry",
+        "resource",
+    ]
+)
+fhir_like = st.recursive(
+    json_values,
+    lambda children: st.dictionaries(fhir_keys, children, max_size=5) | st.lists(children, max_size=3),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    orders=st.lists(fhir_like, max_size=3),
+    prefetch=st.dictionaries(
+        st.sampled_from(["patient", "conditions", "medications", "allergies", "egfr", "x"]),
+        fhir_like | st.lists(st.dictionaries(fhir_keys, fhir_like, max_size=5), max_size=3),
+        max_size=4,
+    ),
+    selections=json_values,
+)
+def test_cds_never_raises_on_any_json(orders: list[Any], prefetch: dict[str, Any], selections: Any) -> None:
+    """Whatever JSON a client sends inside the request's shape, the answer is cards or a
+    CdsRequestError (a 4xx), never an exception (a 500)."""
+    kb = knowledge()
+    drafts = [{"resourceType": "MedicationRequest", **o} if isinstance(o, dict) else o for o in orders]
+    request = {
+        "hook": "order-select",
+        "hookInstance": "x",
+        "context": {
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]},
+            "selections": selections,
+        },
+        "prefetch": prefetch,
+    }
+    try:
+        cards, verdict = cards_for(kb, "ehospital-prescription-vetting-select", request)
+    except CdsRequestError:
+        return
+    assert verdict.decision in ("block", "review", "pass")
+    assert all(len(c.summary) < 140 for c in cards)

@@ -134,7 +134,8 @@ def cards_for(kb: Knowledge, service_id: str, request: Mapping[str, Any]) -> tup
             if order.get("id"):
                 order_of_drug[item.drug] = f"MedicationRequest/{order['id']}"
     verdict = vet(items, patient, kb)
-    selected = {str(s) for s in context.get("selections", [])} if hook == "order-select" else set()
+    raw = context.get("selections")
+    selected = {str(s) for s in raw} if hook == "order-select" and isinstance(raw, list) else set()
     cards = [
         _card(finding, order_of_drug)
         for finding in verdict.findings

@@ -86,9 +86,8 @@ def medication_names(kb: Knowledge, request: Mapping[str, Any]) -> tuple[list[st
     reports it."""
     concept = request.get("medicationCodeableConcept")
     codings = _codings(concept)
-    label = str(
-        (concept or {}).get("text") or next((c.get("display") for c in codings if c.get("display")), "")
-    )
+    text = concept.get("text") if isinstance(concept, Mapping) else None
+    label = str(text or next((c.get("display") for c in codings if c.get("display")), ""))
     for coding in codings:
         code = str(coding.get("code") or "")
         if code and coding.get("system") in (RXNORM, ATC) and kb.resolve(code):
@@ -224,10 +223,8 @@ def patient_context(
         if isinstance(categories, list) and categories and "medication" not in categories:
             continue  # food and environment allergies are not drugs
         concept = allergy.get("code")
-        name = str(
-            (concept or {}).get("text")
-            or next((c.get("display") for c in _codings(concept) if c.get("display")), "")
-        )
+        text = concept.get("text") if isinstance(concept, Mapping) else None
+        name = str(text or next((c.get("display") for c in _codings(concept) if c.get("display")), ""))
         if name:  # "Sulfamethoxazole / Trimethoprim": each ingredient is an allergen
             allergy_names += [part.strip() for part in name.split(" / ") if part.strip()]
     notes += sorted(unmapped)
