@@ -98,6 +98,13 @@ def test_the_knowledge_browser_describes_a_drug_with_its_sources() -> None:
     assert warfarin["name_zh"] == "华法林" and "B01AA03" in warfarin["atc"]
     assert "antivitamines k" in [c.lower() for c in warfarin["classes"]]
     assert any(i["severity"] == "contraindicated" for i in warfarin["interactions"])
+    pregnancy = [r for r in warfarin["patient_rules"] if r["category"] == "pregnancy"]
+    assert pregnancy and pregnancy[0]["when"] == "pregnant" and "Coumadin" in pregnancy[0]["source"]
+    metformin = knowledge().describe("metformin")
+    assert metformin is not None
+    (m,) = metformin["ingredients"]
+    assert m["dose_limits"][0]["max_daily_mg"] == "2550" and "egfr < 30" in m["patient_rules"][0]["when"]
+    assert knowledge().describe("amoxicillin")["ingredients"][0]["allergy_groups"] == ["penicillins"]  # type: ignore[index]
     assert any("ANSM" in s for s in found["sources"])
     assert knowledge().describe("no-such-drug") is None
 

@@ -364,6 +364,32 @@ class Knowledge:
                         if any(code.startswith(d.atc_prefix) for code in ing.atc)
                     ],
                     "interactions": interactions,
+                    "allergy_groups": list(self.groups_of[i]) if self.groups_of else [],
+                    "patient_rules": [
+                        {
+                            "category": r.category,
+                            "when": " or ".join(
+                                " and ".join(f"{f} {op} {v}" if op != "is" else f for f, op, v in alt)
+                                for alt in r.when
+                            ),
+                            "severity": r.severity,
+                            "message": r.message_en,
+                            "source": r.source,
+                        }
+                        for r in (self.patient_rules_of[i] if self.patient_rules_of else ())
+                    ],
+                    "dose_limits": [
+                        {
+                            "population": d.population,
+                            "max_single_mg": None if d.max_single_mg is None else str(d.max_single_mg),
+                            "max_daily_mg": None if d.max_daily_mg is None else str(d.max_daily_mg),
+                            "max_daily_mg_per_kg": None
+                            if d.max_daily_mg_per_kg is None
+                            else str(d.max_daily_mg_per_kg),
+                            "source": d.source,
+                        }
+                        for d in self.dose_limits.get(i, ())
+                    ],
                 }
             )
         return {"query": name, "ingredients": out, "knowledge_version": self.version, "sources": self.sources}
