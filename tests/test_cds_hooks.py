@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+import uuid
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -273,3 +280,89 @@ def test_cds_never_raises_on_any_json(orders: list[Any], prefetch: dict[str, Any
         return
     assert verdict.decision in ("block", "review", "pass")
     assert all(len(c.summary) < 140 for c in cards)
+
+
+# --- a trusted EHR calls with its signed JWT ----------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Ehr:
+    """A CDS client with an ES384 key, as an EHR would be configured."""
+
+    iss = "https://ehr.example.org"
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP384R1())
+        numbers = self.key.public_key().public_numbers()
+        self.jwk = {
+            "kty": "EC",
+            "crv": "P-384",
+            "kid": "k1",
+            "x": _b64url(numbers.x.to_bytes(48, "big")),
+            "y": _b64url(numbers.y.to_bytes(48, "big")),
+        }
+
+    def jwt(self, aud: str, **changes: Any) -> str:
+        now = int(time.time())
+        header = {"alg": "ES384", "typ": "JWT", "kid": "k1"}
+        claims = {
+            "iss": self.iss,
+            "sub": "ehr-client",
+            "aud": aud,
+            "iat": now,
+            "exp": now + 240,
+            "jti": str(uuid.uuid4()),
+            **changes,
+        }
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA384())))
+        return f"{signing_input}.{_b64url(r.to_bytes(48, 'big') + s.to_bytes(48, 'big'))}"
+
+
+async def test_a_trusted_ehr_calls_with_its_signed_jwt(
+    client: httpx.AsyncClient,
+    world: World,
+    settings: Any,
+    tmp_path: Any,
+    monkeypatch: Any,
+    session: AsyncSession,
+) -> None:
+    ehr, stranger = Ehr(), Ehr()
+    clients = tmp_path / "cds-clients.json"
+    clients.write_text(json.dumps({"clients": [{"iss": ehr.iss, "keys": [ehr.jwk]}]}))
+    monkeypatch.setattr(settings, "cds_clients_file", clients)
+    aud = "https://testserver" + SERVICE
+    body = hook_request(
+        "order-sign",
+        [order("o1", "Simvastatin 40 MG Oral Tablet", 40), order("o2", "Clarithromycin 500 MG Oral Tablet")],
+    )
+
+    def call(token: str, url: str = SERVICE) -> Any:
+        return client.post(url, headers={"Authorization": f"Bearer {token}"}, json=body)
+
+    token = ehr.jwt(aud)
+    r = await call(token)
+    assert r.status_code == 200, r.text
+    assert r.json()["decision"] == "block"
+    card = (
+        await session.execute(select(CdsCard).where(CdsCard.uuid == r.json()["cards"][0]["uuid"]))
+    ).scalar_one()
+    assert card.client == ehr.iss and card.account_id is None
+    # Replayed, for another service, expired, too long-lived, signed by a stranger: refused.
+    refusals = {
+        "replayed_jwt": call(token),
+        "wrong_audience": call(ehr.jwt("https://testserver/cds-services/other")),
+        "expired_jwt": call(ehr.jwt(aud, exp=int(time.time()) - 600)),
+        "jwt_lifetime_too_long": call(ehr.jwt(aud, exp=int(time.time()) + 3600)),
+        "invalid_signature": call(stranger.jwt(aud)),
+        "unknown_cds_client": call(Ehr().jwt(aud, iss="https://unknown.example")),
+        "invalid_jwt": call("a.b.c"),
+    }
+    for code, pending in refusals.items():
+        r = await pending
+        assert r.status_code == 401 and r.json()["error"]["code"] == code, (code, r.text)
+    # The clinicians' bearer tokens still work beside the EHR's.
+    assert (await client.post(SERVICE, headers=world.pharmacist.headers, json=body)).status_code == 200

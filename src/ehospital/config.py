@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     consultation_accept_hours: int = 24
     audit_seal_seconds: float = 1.0
     db_pool_size: int = Field(default=10, ge=1)
+    # EHRs trusted to call the CDS Hooks service with their signed JWTs (see vetting/cds_auth.py);
+    # without it only ehospital doctors' and pharmacists' bearer tokens are accepted.
+    cds_clients_file: Path | None = None
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, or a SQLite file under the data dir."""

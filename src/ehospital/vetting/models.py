@@ -20,6 +20,7 @@ class CdsCard(CreatedMixin, Base):
     hook: Mapped[str] = mapped_column(String(40))
     hook_instance: Mapped[str] = mapped_column(String(80), index=True)
     account_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id"))
+    client: Mapped[str | None] = mapped_column(String(200))  # the trusted EHR's iss, if it called
     indicator: Mapped[str] = mapped_column(String(16))
     category: Mapped[str] = mapped_column(String(32))
     summary: Mapped[str] = mapped_column(String(140))
@@ -34,6 +35,7 @@ class CdsFeedback(IdMixin, CreatedMixin, Base):
 
     card_uuid: Mapped[str] = mapped_column(String(36), ForeignKey("cds_cards.uuid"), index=True)
     account_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id"))
+    client: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(16))  # accepted | overridden
     accepted_suggestions: Mapped[str] = mapped_column(Text, default="")  # JSON list of uuids
     override_code: Mapped[str | None] = mapped_column(String(64))

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ehospital.audit.service import record
 from ehospital.auth.models import Role
-from ehospital.deps import CurrentActor, SessionDep
+from ehospital.deps import (
+    CurrentActor,
+    RuntimeDep,
+    SessionDep,
+    client_address,
+    get_actor,
+    oauth2_scheme,
+    request_id,
+)
 from ehospital.kit.context import Actor
-from ehospital.kit.errors import Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from ehospital.kit.errors import Forbidden, NotFound, ServiceUnavailable, Unauthenticated, Unprocessable
 from ehospital.vetting.cds import CdsRequestError, cards_for, discovery
+from ehospital.vetting.cds_auth import CdsAuthError, CdsClient, JtiCache, load_clients, looks_like_jwt, verify
 from ehospital.vetting.engine import vet
 from ehospital.vetting.knowledge import Knowledge, KnowledgeUnavailable, knowledge
 from ehospital.vetting.models import CdsCard, CdsFeedback
@@ -91,9 +103,56 @@ class FeedbackIn(BaseModel):
     feedback: list[FeedbackEntry] = Field(min_length=1, max_length=100)
 
 
-def _clinician(actor: Actor) -> None:
+@dataclass(frozen=True)
+class CdsCaller:
+    """Who called the CDS service: an ehospital clinician, or a trusted EHR (its `iss`)."""
+
+    actor: Actor
+    client: str | None = None
+
+
+_JTIS = JtiCache()
+
+
+@functools.lru_cache(maxsize=4)
+def _clients(path: str, _mtime: float) -> dict[str, CdsClient]:
+    return load_clients(FsPath(path))
+
+
+async def cds_caller(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> CdsCaller:
+    """A trusted EHR's signed JWT (when clients are configured), or a clinician's bearer token."""
+    path = runtime.settings.cds_clients_file
+    if token and path is not None and looks_like_jwt(token):
+        try:
+            clients = _clients(str(path), path.stat().st_mtime)
+        except (OSError, ValueError) as exc:
+            raise ServiceUnavailable(str(exc), code="cds_clients_unavailable") from exc
+        audience = str(request.url.replace(query=""))
+        try:
+            iss = verify(token, clients, audience, _JTIS)
+        except CdsAuthError as exc:
+            raise Unauthenticated(str(exc), code=exc.code) from exc
+        actor = Actor(
+            account_id=0,
+            role=Role.DOCTOR,
+            username=f"cds-client:{iss}",
+            display_name=iss,
+            address=client_address(request),
+            request_id=request_id(request),
+        )
+        return CdsCaller(actor, iss)
+    actor = await get_actor(request, session, runtime, token)
     if actor.role not in _CLINICIANS:
         raise Forbidden("only doctors and pharmacists call the CDS service", code="not_a_clinician")
+    return CdsCaller(actor)
+
+
+CdsCallerDep = Annotated[CdsCaller, Depends(cds_caller)]
 
 
 @router.get("/cds-services", include_in_schema=True)
@@ -106,12 +165,12 @@ async def cds_discovery() -> dict[str, Any]:
 async def cds_service(
     service_id: Annotated[str, Path(max_length=80)],
     data: CdsHookRequest,
-    actor: CurrentActor,
+    caller: CdsCallerDep,
     session: SessionDep,
 ) -> dict[str, Any]:
     """A CDS Hooks call: the draft MedicationRequests vetted, one card per finding (indicator,
     summary, detail, source, suggestions to remove the order, override reasons)."""
-    _clinician(actor)
+    actor = caller.actor
     kb = _knowledge()
     try:
         cards, verdict = cards_for(kb, service_id, data.model_dump())
@@ -127,13 +186,14 @@ async def cds_service(
                 hook=data.hook,
                 hook_instance=data.hookInstance,
                 account_id=actor.account_id or None,
+                client=caller.client,
                 indicator=card.indicator,
                 category=card.category,
                 summary=card.summary,
                 source=card.source,
             )
         )
-    record(session, actor, "cds_call", "cds_service", service_id)
+    record(session, actor, "cds_call", "cds_service", f"{service_id} {caller.client or ''}".strip())
     return {"cards": [c.body for c in cards], "decision": verdict.decision, "unresolved": verdict.unresolved}
 
 
@@ -141,12 +201,12 @@ async def cds_service(
 async def cds_feedback(
     service_id: Annotated[str, Path(max_length=80)],
     data: FeedbackIn,
-    actor: CurrentActor,
+    caller: CdsCallerDep,
     session: SessionDep,
 ) -> dict[str, Any]:
     """CDS Hooks feedback: whether each card was accepted (which suggestions) or overridden
     (with the reason), recorded for the card the service issued."""
-    _clinician(actor)
+    actor = caller.actor
     for entry in data.feedback:
         card = await session.get(CdsCard, entry.card)
         if card is None or card.service_id != service_id:
@@ -162,6 +222,7 @@ async def cds_feedback(
             CdsFeedback(
                 card_uuid=card.uuid,
                 account_id=actor.account_id or None,
+                client=caller.client,
                 outcome=entry.outcome,
                 accepted_suggestions=json.dumps([str(s.get("id", "")) for s in entry.acceptedSuggestions]),
                 override_code=str(reason.get("code"))[:64] if reason.get("code") else None,
