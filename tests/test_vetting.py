@@ -342,6 +342,19 @@ def test_doses_against_the_labelled_limits() -> None:
     (elderly,) = [f for f in old if f.category == "dose"]  # Beers flags the Z-drug itself too
     assert "elderly maximum of 5 mg" in elderly.message_en
     assert vet([mg("zolpidem", 10, "qn")], Patient(age=40)).findings == []
+    (citalopram,) = vet([mg("citalopram", 40, "qd")], Patient(age=70)).findings
+    assert "elderly maximum of 20 mg" in citalopram.message_en and "QT" in citalopram.source
+    assert vet([mg("citalopram", 40, "qd")], Patient(age=50)).findings == []
+    (sertraline,) = vet([mg("sertraline", 150, "bid")]).findings
+    assert "Zoloft" in sertraline.source
+
+
+def test_every_dose_limit_names_a_known_drug_and_a_source() -> None:
+    kb = knowledge()
+    limits = [lim for found in kb.dose_limits.values() for lim in found]
+    assert len(limits) >= 40
+    assert all(lim.source and lim.population in ("adult", "child", "elderly") for lim in limits)
+    assert all(lim.max_daily_mg or lim.max_single_mg for lim in limits)
 
 
 def test_route_of_a_formulary_product() -> None:
