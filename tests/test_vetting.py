@@ -343,7 +343,7 @@ def test_doses_against_the_labelled_limits() -> None:
     assert "elderly maximum of 5 mg" in elderly.message_en
     assert vet([mg("zolpidem", 10, "qn")], Patient(age=40)).findings == []
     (citalopram,) = vet([mg("citalopram", 40, "qd")], Patient(age=70)).findings
-    assert "elderly maximum of 20 mg" in citalopram.message_en and "QT" in citalopram.source
+    assert "elderly maximum of 20 mg" in citalopram.message_en and "over 60 years" in citalopram.source
     assert vet([mg("citalopram", 40, "qd")], Patient(age=50)).findings == []
     (sertraline,) = vet([mg("sertraline", 150, "bid")]).findings
     assert "Zoloft" in sertraline.source
