@@ -145,6 +145,23 @@ def test_simvastatin_with_amlodipine_alerts_only_above_20_mg_a_day() -> None:
     assert len(unknown_dose) == 1 and "daily dose is not known" in unknown_dose[0].message_en
 
 
+@pytest.mark.parametrize(
+    ("dose", "frequency", "severity"),
+    [(100, "qd", "minor"), (500, "tid", "major"), (1000, "tid", "contraindicated")],
+)
+def test_aspirin_with_an_anticoagulant_depends_on_the_aspirin_dose(
+    dose: int, frequency: str, severity: str
+) -> None:
+    """ANSM grades aspirin + oral anticoagulant by aspirin dose: antiplatelet (50–375 mg a day),
+    analgesic (≥ 500 mg a dose, < 3 g a day), anti-inflammatory (≥ 1 g a dose or ≥ 3 g a day)."""
+    (finding,) = interactions(
+        vet([mg("aspirin", dose, frequency)], Patient(current_medications=("warfarin",)))
+    )
+    assert finding.severity == severity and "doses" in finding.message_en
+    unknown = interactions(vet([Item("aspirin")], Patient(current_medications=("warfarin",))))
+    assert unknown[0].severity == "contraindicated" and "the most severe is shown" in unknown[0].message_en
+
+
 def test_against_current_medications() -> None:
     verdict = vet([mg("ibuprofen", 400, "tid")], Patient(current_medications=("warfarin",)))
     (finding,) = interactions(verdict)

@@ -4,7 +4,7 @@ the knowledge graph (no database, no web server)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -550,6 +550,54 @@ def _interactions(
         out.append(finding)
 
 
+# ANSM's aspirin rows give one level per dose range (words of the rows' own text, folded).
+_ASPIRIN = "acide acetylsalicylique"
+_TIER_ZH = {"antiplatelet": "抗血小板", "analgesic": "镇痛解热", "anti-inflammatory": "抗炎"}
+_ASPIRIN_TIERS = (
+    ("antiplatelet", "doses antiagregantes"),
+    ("analgesic", "doses antalgiques"),
+    ("anti-inflammatory", "doses anti inflammatoires"),
+)
+
+
+def _aspirin_tier(line: _Line) -> str | None:
+    """Which of ANSM's aspirin dose ranges a line is in (None when its dose is not known)."""
+    item = line.item
+    daily = item.daily_mg() if item is not None else None
+    single = item.dose if item is not None and (item.unit or "").lower() == "mg" else None
+    if daily is None or single is None:
+        return None
+    if single >= 1000 or daily >= 3000:
+        return "anti-inflammatory"
+    if daily <= 375:
+        return "antiplatelet"
+    return "analgesic"
+
+
+def _situated(kb: Knowledge, a: _Line, b: _Line, rule: Rule, notes: list[str], notes_zh: list[str]) -> Rule:
+    """For an ANSM row with one level per situation: the level of this prescription's situation
+    when it can be told (aspirin's dose range), else the most severe level, saying so."""
+    if not rule.levels:
+        return rule
+    aspirin = next((x for x in (a, b) if fold(kb.ingredients[x.ingredient].name_fr or "") == _ASPIRIN), None)
+    tier = _aspirin_tier(aspirin) if aspirin is not None else None
+    if tier is not None:
+        words = dict(_ASPIRIN_TIERS)[tier]
+        # Least severe first: a more severe level's text also names lower doses, for patients
+        # with a history of ulcer (not known here, so the finding says to check it).
+        for severity, level_en, level_zh, text in reversed(rule.levels):
+            if words in fold(text):
+                notes.append(f"aspirin at {tier} doses; a history of peptic ulcer can make it more severe")
+                notes_zh.append(f"阿司匹林为{_TIER_ZH[tier]}剂量；有消化性溃疡史者可更严重")
+                return replace(rule, severity=severity, level_en=level_en, level_zh=level_zh, management=text)
+    notes.append(
+        "ANSM gives a level per situation; the most severe is shown: "
+        + "; ".join(f"{lvl_en}: {text}" for _, lvl_en, _, text in rule.levels)
+    )
+    notes_zh.append("ANSM按情形分级，此处显示最严重的一级")
+    return rule
+
+
 def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, ...]) -> Finding | None:
     """One finding per pair: the most severe rule that applies (a dose-capped ANSM precaution
     does not apply when the capped drug's known daily dose is within the cap)."""
@@ -587,7 +635,7 @@ def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, .
         applying.append(rule)
     if not applying:
         return None
-    top = applying[0]
+    top = _situated(kb, a, b, applying[0], notes, notes_zh)
     name_a, name_b = kb.ingredients[a.ingredient].name_en, kb.ingredients[b.ingredient].name_en
     zh_a = kb.ingredients[a.ingredient].name_zh or name_a
     zh_b = kb.ingredients[b.ingredient].name_zh or name_b

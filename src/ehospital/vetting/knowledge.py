@@ -88,6 +88,9 @@ class Rule:
     level_zh: str = ""
     dose_cap: tuple[str, int] | None = None  # (folded ingredient name, mg per day) per ANSM text
     interruptive: bool = True
+    # ANSM rows with several levels, each for a situation (its text): (severity, level_en,
+    # level_zh, text), most severe first. The rule's own fields are the most severe level.
+    levels: tuple[tuple[str, str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +522,12 @@ def build(rx_dir: Path | None = None) -> Knowledge:
         info = " ".join(" ".join(str(level["info"]).split()) for level in levels if level["info"])
         cap = _DOSE_CAP.search(fold(info))
         a, b = kb.term(row["main_drug"]), kb.term(row["plus_drug"])
+        tiers = tuple(
+            sorted(
+                ((m[0], m[1], m[2], " ".join(str(level["info"]).split())) for m, level in known),
+                key=lambda t: -RANK[t[0]],
+            )
+        )
         rule = Rule(
             severity=severity,
             between=(row["main_drug"], row["plus_drug"]),
@@ -528,6 +537,7 @@ def build(rx_dir: Path | None = None) -> Knowledge:
             level_en=level_en,
             level_zh=level_zh,
             dose_cap=(fold(cap.group(2)), int(cap.group(1))) if cap else None,
+            levels=tiers if len(tiers) > 1 else (),
         )
         rules = kb.term_rules.setdefault((min(a, b), max(a, b)), [])
         if not any(r.severity == rule.severity and r.mechanism == rule.mechanism for r in rules):
