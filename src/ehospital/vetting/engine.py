@@ -640,7 +640,8 @@ def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, .
     zh_a = kb.ingredients[a.ingredient].name_zh or name_a
     zh_b = kb.ingredients[b.ingredient].name_zh or name_b
     current = " (current medication)" if b.item is None else ""
-    message_en = f"{name_a} + {name_b}{current}: {top.level_en}. {top.mechanism}"
+    mechanism = f"ANSM, in French: «{top.mechanism}»" if top.language == "fr" else top.mechanism
+    message_en = f"{name_a} + {name_b}{current}: {top.level_en}. {mechanism}"
     if notes:
         message_en += " [" + "; ".join(notes) + "]"
     return Finding(

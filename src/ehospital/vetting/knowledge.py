@@ -91,6 +91,7 @@ class Rule:
     # ANSM rows with several levels, each for a situation (its text): (severity, level_en,
     # level_zh, text), most severe first. The rule's own fields are the most severe level.
     levels: tuple[tuple[str, str, str, str], ...] = ()
+    language: str = "en"  # of `mechanism` and `management`: the ANSM thesaurus is in French
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,6 +539,7 @@ def build(rx_dir: Path | None = None) -> Knowledge:
             level_zh=level_zh,
             dose_cap=(fold(cap.group(2)), int(cap.group(1))) if cap else None,
             levels=tiers if len(tiers) > 1 else (),
+            language="fr",
         )
         rules = kb.term_rules.setdefault((min(a, b), max(a, b)), [])
         if not any(r.severity == rule.severity and r.mechanism == rule.mechanism for r in rules):
