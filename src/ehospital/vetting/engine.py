@@ -598,6 +598,22 @@ def _situated(kb: Knowledge, a: _Line, b: _Line, rule: Rule, notes: list[str], n
     return rule
 
 
+# What ANSM's four levels ask of the prescriber, in English (the thesaurus's own text follows).
+_LEVEL_MANAGEMENT = {
+    "contraindicated": "Do not combine",
+    "major": "Avoid the combination; if it cannot be avoided, monitor closely",
+    "moderate": "Combine only with the precautions stated (dose, monitoring)",
+    "minor": "Take the interaction into account",
+}
+
+
+def _management(rule: Rule) -> str:
+    if rule.language != "fr":
+        return rule.management or rule.level_en
+    own = f"; ANSM, in French: «{rule.management}»" if rule.management else ""
+    return _LEVEL_MANAGEMENT[rule.severity] + own
+
+
 def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, ...]) -> Finding | None:
     """One finding per pair: the most severe rule that applies (a dose-capped ANSM precaution
     does not apply when the capped drug's known daily dose is within the cap)."""
@@ -651,7 +667,7 @@ def _interaction_finding(kb: Knowledge, a: _Line, b: _Line, rules: tuple[Rule, .
         message_en=message_en,
         message_zh=f"{zh_a}与{zh_b}{'（正在使用）' if b.item is None else ''}存在相互作用：{top.level_zh}"
         + (f"（{'；'.join(notes_zh)}）" if notes_zh else ""),
-        management=top.management or top.level_en,
+        management=_management(top),
         source="; ".join(dict.fromkeys(r.source for r in applying)),
     )
 
