@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -242,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ehospital.vetting.cli import add_parser as add_vet_parser
 
     add_vet_parser(sub)
+
+    from ehospital.glucose.cli import add_parser as add_cgm_parser
+
+    add_cgm_parser(sub)
     return parser
 
 
@@ -266,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args))
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     try:
         settings = get_settings()
         url = settings.resolved_database_url()

@@ -1,0 +1,123 @@
+"""Glucose metrics agree with the R package iglu 4.3.0 on its 5-subject example data
+(../shared/data/cgm, reference_metrics_5_subject.csv), and `ehospital cgm metrics` prints them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ehospital.glucose import Series, basic_metrics
+
+CGM = Path(__file__).resolve().parents[2] / "shared" / "data" / "cgm"
+EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
+needs_data = pytest.mark.skipif(
+    not (CGM / "reference_metrics_5_subject.csv").is_file() and os.environ.get("CI") != "true",
+    reason="../shared/data/cgm is not beside this checkout",
+)
+# Our names → the reference file's columns.
+REFERENCE_NAMES = {
+    "n_readings": "n_readings",
+    "active_percent": "active_percent",
+    "ndays": "ndays",
+    "mean": "mean",
+    "median": "median",
+    "sd": "SD",
+    "cv": "CV",
+    "gmi": "GMI",
+    "ea1c": "eA1C",
+    "in_range_63_140": "in_range_63_140",
+    "in_range_70_140": "in_range_70_140",
+    "in_range_70_180": "in_range_70_180",
+    "below_54": "below_54",
+    "below_70": "below_70",
+    "above_140": "above_140",
+    "above_180": "above_180",
+    "above_250": "above_250",
+    "tbr_54_69": "TBR_54_69",
+    "tar_181_250": "TAR_181_250",
+    "gri": "GRI",
+    "lbgi": "LBGI",
+    "hbgi": "HBGI",
+    "adrr": "ADRR",
+    "j_index": "J_index",
+    "m_value": "M_value",
+    "iqr": "IQR",
+}
+
+
+def reference() -> dict[str, dict[str, str]]:
+    with (CGM / "reference_metrics_5_subject.csv").open(encoding="utf-8") as f:
+        return {row["id"]: row for row in csv.DictReader(f)}
+
+
+@needs_data
+def test_metrics_agree_with_iglu_to_1e6() -> None:
+    readings: dict[str, list[tuple[datetime, float]]] = {}
+    with (CGM / "iglu_example_data_5_subject.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["gl"] not in ("", "NA"):
+                readings.setdefault(row["id"], []).append(
+                    (datetime.fromisoformat(row["time"]), float(row["gl"]))
+                )
+    expected = reference()
+    assert set(readings) == set(expected)
+    for pid, values in readings.items():
+        got = basic_metrics(Series.of([t for t, _ in values], [g for _, g in values]))
+        for ours, theirs in REFERENCE_NAMES.items():
+            want = float(expected[pid][theirs])
+            assert math.isclose(got[ours], want, rel_tol=1e-6, abs_tol=1e-9), (pid, ours, got[ours], want)
+
+
+def test_boundaries_and_a_short_series() -> None:
+    start = datetime(2024, 1, 1)
+    values = [54, 69.9, 70, 180, 180.1, 250, 250.1, 53.9]
+    s = Series.of([start + timedelta(minutes=5 * i) for i in range(len(values))], values)
+    m = basic_metrics(s)
+    assert m["below_54"] == 12.5 and m["below_70"] == 37.5  # strict <
+    assert m["in_range_70_180"] == 25.0 and m["above_180"] == 37.5 and m["above_250"] == 12.5
+    assert m["tbr_54_69"] == 25.0 and m["tar_181_250"] == 25.0
+    assert m["active_percent"] == 100.0 and m["n_readings"] == 8
+    one = basic_metrics(Series.of([start], [120.0]))
+    assert one["n_readings"] == 1 and math.isnan(one["sd"])
+    assert basic_metrics(Series.of([], [])) == {"n_readings": 0}
+
+
+@needs_data
+def test_the_cli_prints_one_object_per_id() -> None:
+    done = subprocess.run(
+        [EHOSPITAL, "cgm", "metrics", str(CGM / "iglu_example_data_5_subject.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [o["id"] for o in lines] == ["Subject 1", "Subject 2", "Subject 3", "Subject 4", "Subject 5"]
+    expected = reference()
+    assert all(math.isclose(o["gri"], float(expected[o["id"]]["GRI"]), rel_tol=1e-6) for o in lines)
+
+
+def test_the_cli_with_bad_input(tmp_path: Path) -> None:
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EHOSPITAL, "cgm", "metrics", *args], input=stdin, capture_output=True, text=True
+        )
+
+    missing = run(str(tmp_path / "nope.csv"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    columns = run("-", stdin="a,b\n1,2\n")
+    assert columns.returncode == 2 and "needs id,time,gl" in columns.stderr
+    garbage = run("-", stdin="id,time,gl\nx,yesterday,100\n")
+    assert garbage.returncode == 2 and "line 2" in garbage.stderr and "Traceback" not in garbage.stderr
+    negative = run("-", stdin="id,time,gl\nx,2024-01-01 00:00:00,-5\n")
+    assert negative.returncode == 2 and "not a positive number" in negative.stderr
+    single = run("-", stdin="id,time,gl\nx,2024-01-01 00:00:00,100\nx,2024-01-01 00:05:00,NA\n")
+    assert single.returncode == 0 and json.loads(single.stdout)["sd"] is None  # JSON null, not NaN
