@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ehospital.glucose import Series, basic_metrics
+from ehospital.glucose import Series, all_metrics, basic_metrics
 
 CGM = Path(__file__).resolve().parents[2] / "shared" / "data" / "cgm"
 EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
@@ -70,7 +70,7 @@ def test_metrics_agree_with_iglu_to_1e6() -> None:
     expected = reference()
     assert set(readings) == set(expected)
     for pid, values in readings.items():
-        got = basic_metrics(Series.of([t for t, _ in values], [g for _, g in values]))
+        got = all_metrics(Series.of([t for t, _ in values], [g for _, g in values]))
         for ours, theirs in REFERENCE_NAMES.items():
             want = float(expected[pid][theirs])
             assert math.isclose(got[ours], want, rel_tol=1e-6, abs_tol=1e-9), (pid, ours, got[ours], want)

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ehospital.glucose.metrics import Series, basic_metrics
+from ehospital.glucose.metrics import Series, all_metrics
 
 
 def add_parser(sub: Any) -> None:
@@ -64,7 +64,7 @@ def run_metrics(args: argparse.Namespace, _settings: object = None) -> int:
     for pid, readings in per_id.items():
         series = Series.of([t for t, _ in readings], [g for _, g in readings])
         metrics = {
-            k: None if isinstance(v, float) and math.isnan(v) else v for k, v in basic_metrics(series).items()
+            k: None if isinstance(v, float) and math.isnan(v) else v for k, v in all_metrics(series).items()
         }
         print(json.dumps({"id": pid, **metrics}, allow_nan=False))
     return 0

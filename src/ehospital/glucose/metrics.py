@@ -105,3 +105,176 @@ def basic_metrics(s: Series) -> dict[str, float]:
         "m_value": float(1000.0 * np.mean(np.abs(np.log10(g / 90.0)) ** 3)),
         "iqr": float(q75 - q25),
     }
+
+
+# --- metrics on iglu's interpolated day-by-day grid ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Readings interpolated linearly onto a regular grid from the first midnight, dt0 minutes
+    apart (the first point at 00:00 + dt0), NaN outside the readings and inside gaps longer
+    than `inter_gap` minutes: iglu's CGMS2DayByDay."""
+
+    times: Floats
+    glucose: Floats  # one row per day
+    dt0: float
+
+    @property
+    def flat(self) -> Floats:
+        return self.glucose.ravel()
+
+
+def day_by_day(s: Series, dt0: float | None = None, inter_gap: float = 45.0) -> Grid:
+    step = dt0 if dt0 is not None else sampling_interval_minutes(s)
+    first_midnight = np.floor(s.times[0] / 86400.0) * 86400.0
+    ndays = int(np.ceil((s.times[-1] - s.times[0]) / 86400.0 + 1))
+    points = int(ndays * 24 * 60 / step)
+    times = first_midnight + step * 60.0 * np.arange(1, points + 1)
+    values = np.interp(times, s.times, s.glucose, left=np.nan, right=np.nan)
+    long_gaps = np.diff(s.times) > inter_gap * 60.0
+    for start, end in zip(s.times[:-1][long_gaps], s.times[1:][long_gaps], strict=True):
+        values[(times > start) & (times < end)] = np.nan
+    return Grid(times, values.reshape(ndays, -1), step)
+
+
+def modd(grid: Grid) -> float:
+    """Mean of daily differences: the same time on consecutive days (lag 1)."""
+    return float(np.nanmean(np.abs(grid.glucose[1:] - grid.glucose[:-1])))
+
+
+def conga(grid: Grid, hours: float = 1.0) -> float:
+    """SD of the differences between readings `hours` apart (CONGA-n)."""
+    flat = grid.flat
+    lag = round(hours * 60 / grid.dt0)
+    return float(np.nanstd(flat[lag:] - flat[:-lag], ddof=1))
+
+
+def mag(grid: Grid) -> float:
+    """Mean absolute glucose change per hour along the grid."""
+    return float(np.nanmean(np.abs(np.diff(grid.flat))) * 60.0 / grid.dt0)
+
+
+def _rolling_mean(values: Floats, width: int) -> Floats:
+    """Right-aligned rolling mean ignoring NaN; the first `width` values take the first full
+    window's mean (as iglu fills them)."""
+    ok = ~np.isnan(values)
+    sums = np.concatenate(([0.0], np.cumsum(np.where(ok, values, 0.0))))
+    counts = np.concatenate(([0], np.cumsum(ok)))
+    out = np.full(values.size, np.nan)
+    window_sum = sums[width:] - sums[:-width]
+    window_n = counts[width:] - counts[:-width]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[width - 1 :] = np.where(window_n > 0, window_sum / np.maximum(window_n, 1), np.nan)
+    out[:width] = out[width - 1]
+    return out
+
+
+def _excursions(extrema: list[float], sd: float, rising: bool) -> list[float]:
+    """Heights of the excursions larger than one SD between successive turning points: nadir →
+    peak when `rising`, peak → nadir otherwise (the moving-average MAGE of Fernandes et al.)."""
+    sign = 1.0 if rising else -1.0
+    values = [sign * v for v in extrema]  # a falling excursion is a rising one of -glucose
+    heights: list[float] = []
+    n = len(values)
+    j = prev_j = 0
+    while j < n:
+        window = [values[j] - values[i] for i in range(prev_j, j + 1)]
+        best = max(window)
+        i = prev_j + window.index(best)
+        if best >= sd:
+            for k in range(j, n):
+                if values[k] > values[j]:
+                    j = k
+                if values[k] - values[j] < -sd or k == n - 1:
+                    heights.append(sign * (values[j] - values[i]))
+                    prev_j = k if rising else j
+                    j = k
+                    break
+        else:
+            j += 1
+    return heights
+
+
+def _mage_segment(gl: Floats, short: int, long: int) -> tuple[float | None, float | None]:
+    """MAGE+ and MAGE- of one stretch of the grid without long gaps."""
+    n = gl.size
+    if n < 7 or n < long or np.all(np.isnan(gl)):
+        return None, None
+    delta = _rolling_mean(gl, short) - _rolling_mean(gl, long)
+    # Turning points of the short average around the long one: where their difference changes
+    # sign (across short gaps, against the last crossing), plus the first and last points.
+    crossings = [0]
+    kinds = [delta[0] > 0]  # True: a peak lies ahead, False: a nadir
+    ok = ~np.isnan(gl) & ~np.isnan(delta)
+    for i in range(1, n):
+        if not (ok[i] and ok[i - 1]):
+            continue
+        if delta[i] * delta[i - 1] < 0:
+            crossings.append(i)
+            kinds.append(bool(delta[i] > delta[i - 1]))
+        elif delta[i] * delta[crossings[-1]] < 0:
+            crossings.append(i)
+            kinds.append(bool(delta[i] > delta[crossings[-2]]))
+    crossings.append(n - 1)
+    kinds.append(bool(delta[n - 1] > 0))
+    extrema: list[float] = []
+    positions: list[int] = []
+    for c in range(len(crossings) - 1):
+        left = crossings[c] if c == 0 else positions[-1]
+        stretch = gl[left : crossings[c + 1] + 1]
+        at = int(np.nanargmax(stretch) if kinds[c] else np.nanargmin(stretch))
+        positions.append(left + at)
+        extrema.append(float(stretch[at]))
+    sd = float(np.nanstd(gl, ddof=1))
+    up = _excursions(extrema, sd, rising=True)
+    down = _excursions(extrema, sd, rising=False)
+    return (float(np.mean(up)) if up else None), (abs(float(np.mean(down))) if down else None)
+
+
+def mage(
+    s: Series, short_ma: int = 5, long_ma: int = 32, inter_gap: float = 45.0, max_gap: float = 180.0
+) -> float:
+    """Mean amplitude of glycaemic excursions by the moving-average algorithm (Fernandes et al.,
+    as iglu's default): on the 5-minute grid, turning points where a short and a long moving
+    average cross, excursions above one SD, MAGE+ and MAGE- averaged, stretches separated by
+    gaps over `max_gap` minutes weighted by their length."""
+    grid = day_by_day(s, dt0=5.0, inter_gap=inter_gap)
+    gl, times = grid.flat, grid.times
+    present = np.flatnonzero(~np.isnan(gl))
+    if present.size == 0:
+        return float("nan")
+    gl, times = gl[present[0] : present[-1] + 1], times[present[0] : present[-1] + 1]
+    short, long = round(short_ma * 5 / grid.dt0), round(long_ma * 5 / grid.dt0)
+    if gl.size < 7 or gl.size < long:
+        return float("nan")
+    # Split at runs of missing points longer than max_gap (the runs themselves count nowhere).
+    missing = np.isnan(gl)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0]))))
+    cuts = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if (b - a) * grid.dt0 > max_gap]
+    bounds, start = [], 0
+    for a, b in cuts:
+        if a > start:
+            bounds.append((start, a))
+        start = b
+    if start < gl.size:
+        bounds.append((start, gl.size))
+    weighted, total = 0.0, 0.0
+    for a, b in bounds:
+        plus, minus = _mage_segment(gl[a:b], short, long)
+        length = times[b - 1] - times[a]
+        for value in (plus, minus):
+            if value is not None:
+                weighted += value * length
+                total += length
+    return weighted / total if total > 0 else float("nan")
+
+
+def all_metrics(s: Series) -> dict[str, float]:
+    """Every metric of `basic_metrics`, plus those on the interpolated grid (MODD, CONGA1, MAG,
+    MAGE)."""
+    found = basic_metrics(s)
+    if s.glucose.size < 2:
+        return found
+    grid = day_by_day(s)
+    return {**found, "modd": modd(grid), "conga1": conga(grid, 1.0), "mag": mag(grid), "mage": mage(s)}
