@@ -71,8 +71,9 @@ def basic_metrics(s: Series) -> dict[str, float]:
     below_54, below_70 = _percent(g < 54), _percent(g < 70)
     above_180, above_250 = _percent(g > 180), _percent(g > 250)
     low, high = _kovatchev(g)
-    days = np.floor(s.times / 86400.0)
-    daily = [(low[days == d].max(), high[days == d].max()) for d in np.unique(days)]
+    days = np.floor(s.times / 86400.0)  # times are sorted, so each day is one run
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(days)) + 1))
+    daily_risk = np.maximum.reduceat(low, starts) + np.maximum.reduceat(high, starts)
     q75, q25 = np.percentile(g, [75, 25])
     return {
         "n_readings": n,
@@ -100,7 +101,7 @@ def basic_metrics(s: Series) -> dict[str, float]:
         ),
         "lbgi": float(low.mean()),
         "hbgi": float(high.mean()),
-        "adrr": float(np.mean([lo + hi for lo, hi in daily])),
+        "adrr": float(daily_risk.mean()),
         "j_index": 0.001 * (mean + sd) ** 2,
         "m_value": float(1000.0 * np.mean(np.abs(np.log10(g / 90.0)) ** 3)),
         "iqr": float(q75 - q25),
@@ -179,9 +180,9 @@ def _excursions(extrema: list[float], sd: float, rising: bool) -> list[float]:
     n = len(values)
     j = prev_j = 0
     while j < n:
-        window = [values[j] - values[i] for i in range(prev_j, j + 1)]
-        best = max(window)
-        i = prev_j + window.index(best)
+        lowest = min(values[prev_j : j + 1])  # the largest rise ending at j starts at the lowest
+        i = values.index(lowest, prev_j, j + 1)
+        best = values[j] - lowest
         if best >= sd:
             for k in range(j, n):
                 if values[k] > values[j]:
@@ -205,27 +206,37 @@ def _mage_segment(gl: Floats, short: int, long: int) -> tuple[float | None, floa
     # Turning points of the short average around the long one: where their difference changes
     # sign (across short gaps, against the last crossing), plus the first and last points.
     crossings = [0]
-    kinds = [delta[0] > 0]  # True: a peak lies ahead, False: a nadir
+    kinds = [bool(delta[0] > 0)]  # True: a peak lies ahead, False: a nadir
     ok = ~np.isnan(gl) & ~np.isnan(delta)
-    for i in range(1, n):
-        if not (ok[i] and ok[i - 1]):
-            continue
-        if delta[i] * delta[i - 1] < 0:
+    pair = np.zeros(n, dtype=bool)
+    pair[1:] = ok[1:] & ok[:-1]
+    # Only where the sign changes, or after a gap or a zero, can a crossing be found: elsewhere
+    # the sign is that of the point before, which already agreed with the last crossing.
+    sign_change = np.zeros(n, dtype=bool)
+    sign_change[1:] = delta[1:] * delta[:-1] < 0
+    after_break = np.zeros(n, dtype=bool)
+    after_break[1:] = ~pair[:-1] | (delta[:-1] == 0)
+    d = delta.tolist()
+    for i in np.flatnonzero(pair & (sign_change | after_break)).tolist():
+        if d[i] * d[i - 1] < 0:
             crossings.append(i)
-            kinds.append(bool(delta[i] > delta[i - 1]))
-        elif delta[i] * delta[crossings[-1]] < 0:
+            kinds.append(d[i] > d[i - 1])
+        elif d[i] * d[crossings[-1]] < 0:
             crossings.append(i)
-            kinds.append(bool(delta[i] > delta[crossings[-2]]))
+            kinds.append(d[i] > d[crossings[-2]])
     crossings.append(n - 1)
     kinds.append(bool(delta[n - 1] > 0))
+    # Between two crossings, the highest (or lowest) point from the last turning point on. A
+    # stretch always holds readings: crossings and segment ends are at readings.
+    for_max, for_min = np.where(ok_gl := ~np.isnan(gl), gl, -np.inf), np.where(ok_gl, gl, np.inf)
     extrema: list[float] = []
     positions: list[int] = []
     for c in range(len(crossings) - 1):
         left = crossings[c] if c == 0 else positions[-1]
-        stretch = gl[left : crossings[c + 1] + 1]
-        at = int(np.nanargmax(stretch) if kinds[c] else np.nanargmin(stretch))
-        positions.append(left + at)
-        extrema.append(float(stretch[at]))
+        right = crossings[c + 1] + 1
+        at = left + int(for_max[left:right].argmax() if kinds[c] else for_min[left:right].argmin())
+        positions.append(at)
+        extrema.append(float(gl[at]))
     sd = float(np.nanstd(gl, ddof=1))
     up = _excursions(extrema, sd, rising=True)
     down = _excursions(extrema, sd, rising=False)
