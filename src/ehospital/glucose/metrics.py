@@ -133,9 +133,12 @@ def day_by_day(s: Series, dt0: float | None = None, inter_gap: float = 45.0) -> 
     points = int(ndays * 24 * 60 / step)
     times = first_midnight + step * 60.0 * np.arange(1, points + 1)
     values = np.interp(times, s.times, s.glucose, left=np.nan, right=np.nan)
-    long_gaps = np.diff(s.times) > inter_gap * 60.0
-    for start, end in zip(s.times[:-1][long_gaps], s.times[1:][long_gaps], strict=True):
-        values[(times > start) & (times < end)] = np.nan
+    long_gaps = np.flatnonzero(np.diff(s.times) > inter_gap * 60.0)
+    # Grid points strictly inside a long gap are missing, not interpolated.
+    first = np.searchsorted(times, s.times[long_gaps], side="right")
+    last = np.searchsorted(times, s.times[long_gaps + 1], side="left")
+    for lo, hi in zip(first.tolist(), last.tolist(), strict=True):
+        values[lo:hi] = np.nan
     return Grid(times, values.reshape(ndays, -1), step)
 
 
@@ -244,13 +247,19 @@ def _mage_segment(gl: Floats, short: int, long: int) -> tuple[float | None, floa
 
 
 def mage(
-    s: Series, short_ma: int = 5, long_ma: int = 32, inter_gap: float = 45.0, max_gap: float = 180.0
+    s: Series,
+    short_ma: int = 5,
+    long_ma: int = 32,
+    inter_gap: float = 45.0,
+    max_gap: float = 180.0,
+    grid: Grid | None = None,
 ) -> float:
     """Mean amplitude of glycaemic excursions by the moving-average algorithm (Fernandes et al.,
     as iglu's default): on the 5-minute grid, turning points where a short and a long moving
     average cross, excursions above one SD, MAGE+ and MAGE- averaged, stretches separated by
     gaps over `max_gap` minutes weighted by their length."""
-    grid = day_by_day(s, dt0=5.0, inter_gap=inter_gap)
+    if grid is None or grid.dt0 != 5.0:  # always on the 5-minute grid (a given one is reused)
+        grid = day_by_day(s, dt0=5.0, inter_gap=inter_gap)
     gl, times = grid.flat, grid.times
     present = np.flatnonzero(~np.isnan(gl))
     if present.size == 0:
@@ -288,4 +297,10 @@ def all_metrics(s: Series) -> dict[str, float]:
     if s.glucose.size < 2:
         return found
     grid = day_by_day(s)
-    return {**found, "modd": modd(grid), "conga1": conga(grid, 1.0), "mag": mag(grid), "mage": mage(s)}
+    return {
+        **found,
+        "modd": modd(grid),
+        "conga1": conga(grid, 1.0),
+        "mag": mag(grid),
+        "mage": mage(s, grid=grid),
+    }
