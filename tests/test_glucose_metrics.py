@@ -9,12 +9,14 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from ehospital.glucose import Series, all_metrics, basic_metrics
+from ehospital.glucose.metrics import episodes
 
 CGM = Path(__file__).resolve().parents[2] / "shared" / "data" / "cgm"
 EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
@@ -121,3 +123,45 @@ def test_the_cli_with_bad_input(tmp_path: Path) -> None:
     assert negative.returncode == 2 and "not a positive number" in negative.stderr
     single = run("-", stdin="id,time,gl\nx,2024-01-01 00:00:00,100\nx,2024-01-01 00:05:00,NA\n")
     assert single.returncode == 0 and json.loads(single.stdout)["sd"] is None  # JSON null, not NaN
+
+
+def readings(values: Sequence[float], step: int = 5) -> Series:
+    start = datetime(2024, 1, 1, 8, 0)
+    return Series.of([start + timedelta(minutes=step * i) for i in range(len(values))], values)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([100] * 12 + [60] * 4 + [100] * 12, [("hypo", 1, 20.0)]),  # 20 minutes below 70
+        ([100] * 12 + [60] * 2 + [100] * 12, []),  # 10 minutes: not an episode
+        # Back for 10 minutes does not end it; back for 20 minutes does.
+        ([100] * 12 + [60] * 4 + [100] * 2 + [60] * 4 + [100] * 12, [("hypo", 1, 50.0)]),
+        ([100] * 12 + [60] * 4 + [100] * 4 + [60] * 4 + [100] * 12, [("hypo", 1, 20.0), ("hypo", 1, 20.0)]),
+        (
+            [100] * 12 + [50] * 6 + [100] * 12,
+            [("hypo", 1, 30.0), ("hypo", 2, 30.0)],
+        ),  # level 2 is level 1 too
+        ([100] * 12 + [260] * 6 + [100] * 12, [("hyper", 1, 30.0), ("hyper", 2, 30.0)]),
+        ([100] * 12 + [70] * 6 + [180] * 6 + [100] * 12, []),  # the thresholds themselves are in range
+        ([100] * 12 + [60] * 5 + [100] * 2, [("hypo", 1, 30.0)]),  # data end: ends at the last point
+    ],
+)
+def test_episodes_by_the_2023_consensus(values: list[float], expected: list[tuple[str, int, float]]) -> None:
+    assert [(e.kind, e.level, e.minutes) for e in episodes(readings(values))] == expected
+
+
+def test_an_episode_does_not_run_across_a_gap() -> None:
+    before = [100] * 12 + [60] * 4
+    after = [60] * 4 + [100] * 12
+    start = datetime(2024, 1, 1, 8, 0)
+    times = [start + timedelta(minutes=5 * i) for i in range(len(before))]
+    times += [times[-1] + timedelta(hours=2, minutes=5 * i) for i in range(len(after))]
+    found = episodes(Series.of(times, before + after))
+    assert [(e.kind, e.minutes) for e in found] == [("hypo", 15.0), ("hypo", 20.0)]
+
+
+def test_episode_summary_in_all_metrics() -> None:
+    m = all_metrics(readings([100] * 12 + [50] * 6 + [100] * 12))
+    assert m["hypo_level1_episodes"] == 1 and m["hypo_level2_mean_minutes"] == 30.0
+    assert m["hyper_level1_episodes"] == 0 and m["hyper_level1_mean_minutes"] == 0.0

@@ -142,21 +142,32 @@ def day_by_day(s: Series, dt0: float | None = None, inter_gap: float = 45.0) -> 
     return Grid(times, values.reshape(ndays, -1), step)
 
 
+def _nanmean(values: Floats) -> float:
+    """The mean of the values present; NaN, without a warning, when none is."""
+    present = values[~np.isnan(values)]
+    return float(present.mean()) if present.size else float("nan")
+
+
+def _nansd(values: Floats) -> float:
+    present = values[~np.isnan(values)]
+    return float(present.std(ddof=1)) if present.size > 1 else float("nan")
+
+
 def modd(grid: Grid) -> float:
     """Mean of daily differences: the same time on consecutive days (lag 1)."""
-    return float(np.nanmean(np.abs(grid.glucose[1:] - grid.glucose[:-1])))
+    return _nanmean(np.abs(grid.glucose[1:] - grid.glucose[:-1]))
 
 
 def conga(grid: Grid, hours: float = 1.0) -> float:
     """SD of the differences between readings `hours` apart (CONGA-n)."""
     flat = grid.flat
     lag = round(hours * 60 / grid.dt0)
-    return float(np.nanstd(flat[lag:] - flat[:-lag], ddof=1))
+    return _nansd(flat[lag:] - flat[:-lag])
 
 
 def mag(grid: Grid) -> float:
     """Mean absolute glucose change per hour along the grid."""
-    return float(np.nanmean(np.abs(np.diff(grid.flat))) * 60.0 / grid.dt0)
+    return _nanmean(np.abs(np.diff(grid.flat))) * 60.0 / grid.dt0
 
 
 def _rolling_mean(values: Floats, width: int) -> Floats:
@@ -303,4 +314,81 @@ def all_metrics(s: Series) -> dict[str, float]:
         "conga1": conga(grid, 1.0),
         "mag": mag(grid),
         "mage": mage(s, grid=grid),
+        **episode_summary(episodes(s, grid), days=(s.times[-1] - s.times[0]) / 86400.0),
     }
+
+
+# --- episodes (2023 international consensus) ----------------------------------------------------
+
+# (kind, level, threshold, below): below 70 / 54 mg/dL for hypoglycaemia, above 180 / 250 for
+# hyperglycaemia (Battelino T et al., Lancet Diabetes Endocrinol 2023;11:42-57).
+EPISODE_RULES: tuple[tuple[str, int, float, bool], ...] = (
+    ("hypo", 1, 70.0, True),
+    ("hypo", 2, 54.0, True),
+    ("hyper", 1, 180.0, False),
+    ("hyper", 2, 250.0, False),
+)
+EPISODE_MINUTES = 15.0
+
+
+@dataclass(frozen=True)
+class Episode:
+    kind: str  # hypo | hyper
+    level: int
+    start: float  # POSIX seconds of the first grid point inside
+    end: float  # of the first point of the 15 minutes outside that ended it (or the last point)
+    extreme: float  # the lowest (hypo) or highest (hyper) value during it
+
+    @property
+    def minutes(self) -> float:
+        return (self.end - self.start) / 60.0
+
+
+def episodes(s: Series, grid: Grid | None = None) -> list[Episode]:
+    """Hypo- and hyperglycaemia episodes, level 1 and 2: at least 15 consecutive minutes beyond
+    the threshold start one; later stretches beyond it join the episode while the values are
+    back for less than 15 minutes in between; it ends at the first point of 15 minutes back.
+    Counted on the interpolated grid; where data stop (a gap over 45 minutes, or the end) an
+    episode ends at its last point."""
+    if s.glucose.size < 2:
+        return []
+    grid = grid or day_by_day(s)
+    values, times = grid.flat, grid.times
+    need = int(np.ceil(EPISODE_MINUTES / grid.dt0))
+    missing = np.flatnonzero(np.isnan(values))
+    found: list[Episode] = []
+    for kind, level, threshold, below in EPISODE_RULES:
+        with np.errstate(invalid="ignore"):
+            inside = values < threshold if below else values > threshold  # NaN is never inside
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], inside.astype(np.int8), [0]))))
+        runs = list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))  # [start, stop)
+        r = 0
+        while r < len(runs):
+            first, stop = runs[r]
+            r += 1
+            if stop - first < need:
+                continue
+            # The data run on to the next missing point (exclusive), or to the end.
+            at = int(np.searchsorted(missing, stop))
+            data_end = int(missing[at]) if at < missing.size else values.size
+            while r < len(runs) and runs[r][0] - stop < need and runs[r][0] < data_end:
+                stop = runs[r][1]
+                r += 1
+            back = (r < len(runs) and runs[r][0] < data_end) or data_end - stop >= need
+            end = stop if back else data_end - 1
+            stretch = values[first:stop]
+            extreme = float(stretch.min() if below else stretch.max())
+            found.append(Episode(kind, level, float(times[first]), float(times[end]), extreme))
+    return sorted(found, key=lambda e: (e.start, e.kind, e.level))
+
+
+def episode_summary(found: list[Episode], days: float) -> dict[str, float]:
+    """Per kind and level: the number of episodes, per day, and their mean duration (minutes)."""
+    summary: dict[str, float] = {}
+    for kind, level, _, _ in EPISODE_RULES:
+        mine = [e for e in found if e.kind == kind and e.level == level]
+        key = f"{kind}_level{level}"
+        summary[f"{key}_episodes"] = len(mine)
+        summary[f"{key}_per_day"] = len(mine) / days if days > 0 else float("nan")
+        summary[f"{key}_mean_minutes"] = float(np.mean([e.minutes for e in mine])) if mine else 0.0
+    return summary
