@@ -251,7 +251,7 @@ def _mage_segment(gl: Floats, short: int, long: int) -> tuple[float | None, floa
         at = left + int(for_max[left:right].argmax() if kinds[c] else for_min[left:right].argmin())
         positions.append(at)
         extrema.append(float(gl[at]))
-    sd = float(np.nanstd(gl, ddof=1))
+    sd = _nansd(gl)
     up = _excursions(extrema, sd, rising=True)
     down = _excursions(extrema, sd, rising=False)
     return (float(np.mean(up)) if up else None), (abs(float(np.mean(down))) if down else None)
