@@ -165,3 +165,32 @@ def test_episode_summary_in_all_metrics() -> None:
     m = all_metrics(readings([100] * 12 + [50] * 6 + [100] * 12))
     assert m["hypo_level1_episodes"] == 1 and m["hypo_level2_mean_minutes"] == 30.0
     assert m["hyper_level1_episodes"] == 0 and m["hyper_level1_mean_minutes"] == 0.0
+
+
+def test_readings_keep_the_thresholds_of_their_own_unit() -> None:
+    """13.9 mmol/L is 250.2 mg/dL: above 250 mg/dL, not above 13.9 mmol/L (the Shanghai data)."""
+    values = [250.2] * 6 + [100.8] * 6  # 13.9 and 5.6 mmol/L, as mg/dL
+    start = datetime(2024, 1, 1)
+    times = [start + timedelta(minutes=15 * i) for i in range(len(values))]
+    as_mgdl = basic_metrics(Series.of(times, values))
+    as_mmol = basic_metrics(Series.of(times, values, "mmol/L"))
+    assert as_mgdl["above_250"] == 50.0 and as_mmol["above_250"] == 0.0
+    assert as_mgdl["above_180"] == as_mmol["above_180"] == 50.0
+    assert as_mgdl["mean"] == as_mmol["mean"]  # only the cut-offs depend on the unit
+    assert [e.level for e in episodes(Series.of(times, values)) if e.kind == "hyper"] == [1, 2]
+    assert [e.level for e in episodes(Series.of(times, values, "mmol/L")) if e.kind == "hyper"] == [1]
+
+
+@needs_data
+def test_the_cli_judges_mmol_readings_by_mmol_thresholds() -> None:
+    def above_250(*extra: str) -> float:
+        done = subprocess.run(
+            [EHOSPITAL, "cgm", "metrics", str(CGM / "shanghai_cgm_tidy.csv"), *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return float(sum(json.loads(line)["above_250"] for line in done.stdout.splitlines()))
+
+    assert above_250("--measured-in", "mmol/L") < above_250()

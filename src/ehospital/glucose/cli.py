@@ -23,6 +23,13 @@ def add_parser(sub: Any) -> None:
         help="metrics per id of a CSV with columns id,time,gl (mg/dL; other columns ignored)",
     )
     metrics.add_argument("file", help="the CSV file, or - for standard input")
+    metrics.add_argument(
+        "--measured-in",
+        choices=["mg/dL", "mmol/L"],
+        default="mg/dL",
+        help="the unit the meter measured in (gl is mg/dL either way): mmol/L readings are "
+        "judged against the mmol/L thresholds (e.g. 13.9 mmol/L = 250.2 mg/dL is not above 13.9)",
+    )
     metrics.set_defaults(func=run_metrics, needs_settings=False)
 
 
@@ -62,7 +69,7 @@ def run_metrics(args: argparse.Namespace, _settings: object = None) -> int:
         print(f"ehospital cgm: {exc}", file=sys.stderr)
         return 2
     for pid, readings in per_id.items():
-        series = Series.of([t for t, _ in readings], [g for _, g in readings])
+        series = Series.of([t for t, _ in readings], [g for _, g in readings], args.measured_in)
         metrics = {
             k: None if isinstance(v, float) and math.isnan(v) else v for k, v in all_metrics(series).items()
         }

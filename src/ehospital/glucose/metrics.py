@@ -25,14 +25,44 @@ class Series:
 
     times: Floats
     glucose: Floats
+    # The unit the readings were measured in. The consensus gives its thresholds in both units
+    # (54/70/180/250 mg/dL, 3.0/3.9/10.0/13.9 mmol/L) and they differ at the edge: 13.9 mmol/L
+    # is 250.2 mg/dL, above 250 but not above 13.9. Readings keep their own unit's thresholds.
+    unit: str = "mg/dL"
 
     @classmethod
-    def of(cls, times: Sequence[datetime], glucose: Sequence[float]) -> Series:
+    def of(cls, times: Sequence[datetime], glucose: Sequence[float], unit: str = "mg/dL") -> Series:
         t = np.array([ts.timestamp() if ts.tzinfo else _naive_seconds(ts) for ts in times], dtype=np.float64)
         g = np.asarray(glucose, dtype=np.float64)
         keep = ~np.isnan(g)
         order = np.argsort(t[keep], kind="stable")
-        return cls(t[keep][order], g[keep][order])
+        return cls(t[keep][order], g[keep][order], unit)
+
+    def in_own_unit(self) -> tuple[Floats, Thresholds]:
+        """The readings in the unit they were measured in (mmol/L to one decimal, as meters
+        show them), with that unit's consensus thresholds."""
+        if self.unit == "mmol/L":
+            return np.round(self.glucose / MGDL_PER_MMOL, 1), MMOL_THRESHOLDS
+        return self.glucose, MGDL_THRESHOLDS
+
+
+MGDL_PER_MMOL = 18.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The consensus cut-offs in one unit (named by their mg/dL values)."""
+
+    t54: float
+    t63: float
+    t70: float
+    t140: float
+    t180: float
+    t250: float
+
+
+MGDL_THRESHOLDS = Thresholds(54.0, 63.0, 70.0, 140.0, 180.0, 250.0)
+MMOL_THRESHOLDS = Thresholds(3.0, 3.5, 3.9, 7.8, 10.0, 13.9)
 
 
 def _naive_seconds(ts: datetime) -> float:
@@ -68,8 +98,9 @@ def basic_metrics(s: Series) -> dict[str, float]:
     expected = round(span_minutes / dt0) + 1
     mean = float(g.mean())
     sd = float(g.std(ddof=1)) if n > 1 else float("nan")
-    below_54, below_70 = _percent(g < 54), _percent(g < 70)
-    above_180, above_250 = _percent(g > 180), _percent(g > 250)
+    own, cut = s.in_own_unit()
+    below_54, below_70 = _percent(own < cut.t54), _percent(own < cut.t70)
+    above_180, above_250 = _percent(own > cut.t180), _percent(own > cut.t250)
     low, high = _kovatchev(g)
     days = np.floor(s.times / 86400.0)  # times are sorted, so each day is one run
     starts = np.concatenate(([0], np.flatnonzero(np.diff(days)) + 1))
@@ -85,12 +116,12 @@ def basic_metrics(s: Series) -> dict[str, float]:
         "cv": sd / mean * 100.0,
         "gmi": 3.31 + 0.02392 * mean,
         "ea1c": (46.7 + mean) / 28.7,
-        "in_range_63_140": _percent((g >= 63) & (g <= 140)),
-        "in_range_70_140": _percent((g >= 70) & (g <= 140)),
-        "in_range_70_180": _percent((g >= 70) & (g <= 180)),
+        "in_range_63_140": _percent((own >= cut.t63) & (own <= cut.t140)),
+        "in_range_70_140": _percent((own >= cut.t70) & (own <= cut.t140)),
+        "in_range_70_180": _percent((own >= cut.t70) & (own <= cut.t180)),
         "below_54": below_54,
         "below_70": below_70,
-        "above_140": _percent(g > 140),
+        "above_140": _percent(own > cut.t140),
         "above_180": above_180,
         "above_250": above_250,
         "tbr_54_69": below_70 - below_54,
@@ -322,11 +353,11 @@ def all_metrics(s: Series) -> dict[str, float]:
 
 # (kind, level, threshold, below): below 70 / 54 mg/dL for hypoglycaemia, above 180 / 250 for
 # hyperglycaemia (Battelino T et al., Lancet Diabetes Endocrinol 2023;11:42-57).
-EPISODE_RULES: tuple[tuple[str, int, float, bool], ...] = (
-    ("hypo", 1, 70.0, True),
-    ("hypo", 2, 54.0, True),
-    ("hyper", 1, 180.0, False),
-    ("hyper", 2, 250.0, False),
+EPISODE_RULES: tuple[tuple[str, int, str, bool], ...] = (
+    ("hypo", 1, "t70", True),
+    ("hypo", 2, "t54", True),
+    ("hyper", 1, "t180", False),
+    ("hyper", 2, "t250", False),
 )
 EPISODE_MINUTES = 15.0
 
@@ -356,10 +387,15 @@ def episodes(s: Series, grid: Grid | None = None) -> list[Episode]:
     values, times = grid.flat, grid.times
     need = int(np.ceil(EPISODE_MINUTES / grid.dt0))
     missing = np.flatnonzero(np.isnan(values))
+    cut = MGDL_THRESHOLDS
+    own = values
+    if s.unit == "mmol/L":  # the thresholds of the unit the readings were measured in
+        own, cut = np.round(values / MGDL_PER_MMOL, 1), MMOL_THRESHOLDS
     found: list[Episode] = []
-    for kind, level, threshold, below in EPISODE_RULES:
+    for kind, level, name, below in EPISODE_RULES:
+        threshold = getattr(cut, name)
         with np.errstate(invalid="ignore"):
-            inside = values < threshold if below else values > threshold  # NaN is never inside
+            inside = own < threshold if below else own > threshold  # NaN is never inside
         edges = np.flatnonzero(np.diff(np.concatenate(([0], inside.astype(np.int8), [0]))))
         runs = list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))  # [start, stop)
         r = 0
