@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ehospital.glucose import Series, all_metrics, basic_metrics
-from ehospital.glucose.metrics import episodes
+from ehospital.glucose.metrics import episodes, sufficiency
 
 CGM = Path(__file__).resolve().parents[2] / "shared" / "data" / "cgm"
 EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
@@ -194,3 +194,37 @@ def test_the_cli_judges_mmol_readings_by_mmol_thresholds() -> None:
         return float(sum(json.loads(line)["above_250"] for line in done.stdout.splitlines()))
 
     assert above_250("--measured-in", "mmol/L") < above_250()
+
+
+def test_sufficiency_is_judged_over_the_report_window() -> None:
+    start = datetime(2024, 1, 1)
+    full = [start + timedelta(minutes=5 * i) for i in range(14 * 288)]
+    assert sufficiency(Series.of(full, [120.0] * len(full)))["sufficient"] is True
+    # Ten of the fourteen days worn: 71 % is enough, eight days (57 %) is not.
+    ten = full[: 10 * 288]
+    window_end = (full[-1] - datetime(1970, 1, 1)).total_seconds()
+    assert sufficiency(Series.of(ten, [120.0] * len(ten)), end=window_end)["sufficient"] is True
+    eight = full[: 8 * 288]
+    judged = sufficiency(Series.of(eight, [120.0] * len(eight)), end=window_end)
+    assert judged["sufficient"] is False and 56 < float(judged["active_percent"]) < 58
+    # A wear session months earlier does not count towards this fortnight.
+    old = [start - timedelta(days=90) + timedelta(minutes=5 * i) for i in range(14 * 288)]
+    recent = full[-288:]
+    mixed = sufficiency(Series.of(old + recent, [120.0] * (len(old) + len(recent))))
+    assert mixed["sufficient"] is False and round(float(mixed["active_percent"]), 1) == 7.1
+
+
+@needs_data
+def test_hall_subjects_with_sessions_months_apart_are_not_sufficient() -> None:
+    per_id: dict[str, list[tuple[datetime, float]]] = {}
+    with (CGM / "iglu_example_data_hall.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["gl"] not in ("", "NA"):
+                per_id.setdefault(row["id"], []).append(
+                    (datetime.fromisoformat(row["time"]), float(row["gl"]))
+                )
+    verdicts = {
+        pid: sufficiency(Series.of([t for t, _ in v], [g for _, g in v]))["sufficient"]
+        for pid, v in per_id.items()
+    }
+    assert len(verdicts) == 19 and not any(verdicts.values())  # about a week of wear each

@@ -428,3 +428,28 @@ def episode_summary(found: list[Episode], days: float) -> dict[str, float]:
         summary[f"{key}_per_day"] = len(mine) / days if days > 0 else float("nan")
         summary[f"{key}_mean_minutes"] = float(np.mean([e.minutes for e in mine])) if mine else 0.0
     return summary
+
+
+# --- data sufficiency --------------------------------------------------------------------------
+
+SUFFICIENT_DAYS = 14
+SUFFICIENT_ACTIVE_PERCENT = 70.0
+
+
+def sufficiency(s: Series, end: float | None = None, days: int = SUFFICIENT_DAYS) -> dict[str, float | bool]:
+    """Whether a report window holds enough data: the consensus asks for 14 days with at least
+    70 % of the expected CGM readings. The window is the `days` days up to `end` (POSIX seconds;
+    default the last reading); expected readings follow the sensor's sampling interval."""
+    if s.glucose.size == 0:
+        return {"window_days": float(days), "readings": 0, "active_percent": 0.0, "sufficient": False}
+    last = s.times[-1] if end is None else end
+    first = last - days * 86400.0
+    inside = int(np.count_nonzero((s.times > first) & (s.times <= last)))
+    expected = days * 1440.0 / sampling_interval_minutes(s)
+    active = min(100.0, inside / expected * 100.0)
+    return {
+        "window_days": float(days),
+        "readings": inside,
+        "active_percent": active,
+        "sufficient": active >= SUFFICIENT_ACTIVE_PERCENT,
+    }
