@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+S = TypeVar("S")
 
 
 class DomainError(Exception):
@@ -74,3 +77,15 @@ class ServiceUnavailable(DomainError):
 
     status_code = 503
     code = "service_unavailable"
+
+
+def require_move(moves: Mapping[S, frozenset[S]], current: S, to: S, what: str) -> None:
+    """A state machine's guard: 409 `invalid_transition` with the current state unless `to` is
+    among the moves allowed from `current` (`what` names the thing: "an order")."""
+    if to not in moves.get(current, frozenset()):
+        raise Conflict(
+            f"{what} that is {current} cannot become {to}",
+            code="invalid_transition",
+            state=str(current),
+            requested=str(to),
+        )

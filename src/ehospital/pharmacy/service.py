@@ -11,7 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehospital.audit.service import record
 from ehospital.auth.models import Role
 from ehospital.kit.context import SYSTEM, Actor
-from ehospital.kit.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
+from ehospital.kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthenticated,
+    Unprocessable,
+    require_move,
+)
 from ehospital.kit.models import utcnow
 from ehospital.pharmacy.models import (
     ORDER_MOVES,
@@ -117,14 +125,7 @@ class OrderService:
         code: EventCode | None = None,
         txn_id: str | None = None,
     ) -> None:
-        current = OrderStatus(order.status)
-        if to not in ORDER_MOVES.get(current, frozenset()):
-            raise Conflict(
-                f"an order that is {current} cannot become {to}",
-                code="invalid_transition",
-                state=str(current),
-                requested=str(to),
-            )
+        require_move(ORDER_MOVES, OrderStatus(order.status), to, "an order")
         order.status = to
         self._event(order, to, actor.account_id or None, text, code=code, txn_id=txn_id)
         record(self.session, actor, str(to), "order", order.id, patient_id=order.patient_id)

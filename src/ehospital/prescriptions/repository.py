@@ -19,8 +19,8 @@ from ehospital.prescriptions.models import (
     RxStatus,
 )
 
-# The statements every prescription step runs, built once: building a statement costs about as
-# much CPU as running it (see docs/PERFORMANCE.md).
+# The statements every prescription step runs, built once (statement construction showed high in
+# the server's profile, see docs/PERFORMANCE.md).
 _ITEMS = (
     select(PrescriptionItem)
     .where(PrescriptionItem.prescription_id == bindparam("prescription_id", type_=BigId))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -47,13 +47,18 @@ Form = Literal[
     "suppository",
 ]
 Frequency = Literal["qd", "bid", "tid", "qid", "q12h", "q8h", "q6h", "qn", "qw"]
-assert set(Frequency.__args__) == set(FREQUENCIES)  # type: ignore[attr-defined]
+assert set(get_args(Frequency)) == set(FREQUENCIES)
+DoseUnit = Literal["mg", "g", "mcg", "mL", "units", "puff", "drop", "application", "patch"]
+# The same vocabularies as tuples, in the order pages offer them.
+ROUTES: tuple[str, ...] = get_args(Route)
+DOSE_UNITS: tuple[str, ...] = get_args(DoseUnit)
+FREQUENCY_CODES: tuple[str, ...] = get_args(Frequency)
 
 
 class ItemIn(Input):
     drug_code: str = Field(min_length=1, max_length=80)
     dose: Decimal = Field(gt=0, le=100_000, max_digits=12, decimal_places=4)
-    dose_unit: Literal["g", "mg", "mcg", "mL", "units", "puff", "drop", "application", "patch"]
+    dose_unit: DoseUnit
     route: Route
     frequency: Frequency
     days: int = Field(ge=1, le=366)

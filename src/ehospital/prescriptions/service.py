@@ -20,7 +20,7 @@ from ehospital.consultations.repository import ConsultationRepository, visibilit
 from ehospital.directory.models import OrganisationKind
 from ehospital.directory.repository import DirectoryRepository
 from ehospital.kit.context import SYSTEM, Actor
-from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unprocessable, require_move
 from ehospital.kit.models import utcnow
 from ehospital.patients.models import Patient
 from ehospital.patients.service import age_on
@@ -762,13 +762,7 @@ def advance(
     """The one place a prescription changes state: checks the move against TRANSITIONS (409 with
     the current state otherwise), records the event for its history and the audit row."""
     current = RxStatus(prescription.status)
-    if to not in TRANSITIONS.get(current, frozenset()):
-        raise Conflict(
-            f"a prescription that is {current} cannot become {to}",
-            code="invalid_transition",
-            state=str(current),
-            requested=str(to),
-        )
+    require_move(TRANSITIONS, current, to, "a prescription")
     prescription.status = to
     session.add(
         RxEvent(

@@ -8,13 +8,13 @@ the patient, conditions, medications, allergies and eGFR may come in `prefetch`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from ehospital.vetting.engine import Finding, Item, Verdict, vet
-from ehospital.vetting.fhir import _when, items_of, medication_names, patient_context
+from ehospital.vetting.fhir import items_of, medication_names, patient_context
 from ehospital.vetting.knowledge import Knowledge
 
 SERVICE_ID = "ehospital-prescription-vetting"
@@ -176,18 +176,3 @@ def _card(finding: Finding, order_of_drug: Mapping[str, str]) -> IssuedCard:
         body["suggestions"] = suggestions
         body["selectionBehavior"] = "at-most-one"
     return IssuedCard(card_id, body["indicator"], finding.category, summary, finding.source, body)
-
-
-def feedback_items(body: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    """The feedback entries of a CDS Hooks feedback request, each checked for its shape."""
-    entries = body.get("feedback")
-    if not isinstance(entries, list) or not entries:
-        raise CdsRequestError("malformed_feedback", "the body needs a non-empty 'feedback' list")
-    for entry in entries:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("card"), str):
-            raise CdsRequestError("malformed_feedback", "each feedback entry names its card")
-        if entry.get("outcome") not in ("accepted", "overridden"):
-            raise CdsRequestError("malformed_feedback", "outcome is 'accepted' or 'overridden'")
-        if _when(entry.get("outcomeTimestamp")) is None:
-            raise CdsRequestError("malformed_feedback", "outcomeTimestamp is an ISO date-time")
-        yield entry

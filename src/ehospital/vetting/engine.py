@@ -8,26 +8,19 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from ehospital.prescriptions.rules import FREQUENCIES
 from ehospital.vetting.knowledge import RANK, SEVERITIES, DoseLimit, Knowledge, Rule, knowledge
 from ehospital.vetting.names import fold, key
 
 # Administrations per day of the frequencies the prescription pad offers (and common Latin).
 TIMES_PER_DAY: dict[str, Decimal] = {
-    "qd": Decimal(1),
+    **FREQUENCIES,  # the prescription pad's codes
     "od": Decimal(1),
     "daily": Decimal(1),
-    "qn": Decimal(1),
     "qhs": Decimal(1),
     "qam": Decimal(1),
     "qpm": Decimal(1),
-    "bid": Decimal(2),
-    "q12h": Decimal(2),
-    "tid": Decimal(3),
-    "q8h": Decimal(3),
-    "qid": Decimal(4),
-    "q6h": Decimal(4),
     "q4h": Decimal(6),
-    "qw": Decimal(1) / 7,
     "biw": Decimal(2) / 7,
     "tiw": Decimal(3) / 7,
 }

@@ -152,7 +152,8 @@ def _frequency(timing: Any) -> str | None:
     )
 
 
-def _when(value: Any) -> date | None:
+def parse_date(value: Any) -> date | None:
+    """The date of a FHIR date or dateTime (its first ten characters), or None."""
     if not isinstance(value, str) or len(value) < 10:
         return None
     try:
@@ -162,8 +163,8 @@ def _when(value: Any) -> date | None:
 
 
 def _active_on(resource: Mapping[str, Any], on: date) -> bool:
-    start = _when(resource.get("onsetDateTime") or resource.get("recordedDate"))
-    end = _when(resource.get("abatementDateTime"))
+    start = parse_date(resource.get("onsetDateTime") or resource.get("recordedDate"))
+    end = parse_date(resource.get("abatementDateTime"))
     return (start is None or start <= on) and (end is None or on < end)
 
 
@@ -181,7 +182,7 @@ def patient_context(
     notes: list[str] = []
     age = sex = None
     if isinstance(patient, Mapping):
-        born = _when(patient.get("birthDate"))
+        born = parse_date(patient.get("birthDate"))
         if born is not None:
             age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
         sex = {"female": "F", "male": "M"}.get(str(patient.get("gender") or ""))

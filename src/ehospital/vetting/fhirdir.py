@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ehospital.vetting.engine import vet
-from ehospital.vetting.fhir import _when, items_of, medication_names, patient_context
+from ehospital.vetting.fhir import items_of, medication_names, parse_date, patient_context
 from ehospital.vetting.knowledge import Knowledge
 
 # A medication counts as current for this long after its latest request (Synthea renews chronic
@@ -50,7 +50,7 @@ def _prescriptions(requests: list[dict[str, Any]]) -> Iterator[tuple[date, list[
     one, one day) together, oldest first."""
     groups: dict[tuple[date, str], list[dict[str, Any]]] = defaultdict(list)
     for request in requests:
-        when = _when(request.get("authoredOn"))
+        when = parse_date(request.get("authoredOn"))
         if when is None:
             continue
         encounter = request.get("encounter")

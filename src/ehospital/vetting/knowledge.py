@@ -70,17 +70,12 @@ class Ingredient:
     terms: tuple[int, ...] = ()  # ANSM term ids: the substance itself, then its classes
     classes_fr: tuple[str, ...] = ()
 
-    @property
-    def display(self) -> str:
-        return self.name_en
-
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     """An interaction between two terms (ANSM) or two ingredients (ONC, curated)."""
 
     severity: str
-    between: tuple[str, str]  # how the source names the two sides
     mechanism: str
     management: str
     source: str
@@ -509,6 +504,7 @@ def build(rx_dir: Path | None = None) -> Knowledge:
         kb.alias(row["generic_zh"], combo)
         kb.alias(row["code"], combo)
         kb.alias(row["atc"], combo)
+        kb.product_routes[fold(row["code"])] = row["route"]
     kb.sources.append(ansm_source)
     kb.sources.append("ehospital formulary (names in English and Chinese, ATC codes)")
 
@@ -531,7 +527,6 @@ def build(rx_dir: Path | None = None) -> Knowledge:
         )
         rule = Rule(
             severity=severity,
-            between=(row["main_drug"], row["plus_drug"]),
             mechanism=" ".join(str(row["interaction_mechanism"]).split()),
             management=info,
             source=f"{ansm_source}: {row['main_drug']} + {row['plus_drug']}",
@@ -554,30 +549,8 @@ def build(rx_dir: Path | None = None) -> Knowledge:
 
     # 6. Curated rules.
     kb.duplicate_classes = [DuplicateClass(**row) for row in _csv(DATA / "duplicate_classes.csv")]
-    kb.class_pairs = [
-        ClassPair(
-            atc_a=r["atc_prefix_a"],
-            atc_b=r["atc_prefix_b"],
-            severity=r["severity"],
-            message_en=r["message_en"],
-            message_zh=r["message_zh"],
-            management=r["management"],
-            source=r["source"],
-        )
-        for r in _csv(DATA / "class_pairs.csv")
-    ]
-    kb.modifiers = [
-        Modifier(
-            atc_a=r["atc_prefix_a"],
-            atc_b=r["atc_prefix_b"],
-            when=r["when"],
-            effect=r["effect"],
-            reason_en=r["reason_en"],
-            reason_zh=r["reason_zh"],
-            source=r["source"],
-        )
-        for r in _csv(DATA / "modifiers.csv")
-    ]
+    kb.class_pairs = [ClassPair(**row) for row in _csv(DATA / "class_pairs.csv")]
+    kb.modifiers = [Modifier(**row) for row in _csv(DATA / "modifiers.csv")]
     kb.sources.append(
         "ehospital curated rules (vetting/data: aliases, duplicate classes, class pairs, modifiers)"
     )
@@ -637,8 +610,6 @@ def _load_patient_knowledge(kb: Knowledge) -> None:
                 source=row["source"],
             )
         )
-    for row in _csv(FORMULARY):
-        kb.product_routes[fold(row["code"])] = row["route"]
 
 
 def _number(cell: str) -> Decimal | None:
@@ -654,7 +625,6 @@ def _load_onc(kb: Knowledge, rx_dir: Path) -> None:
         right = row["precipitant_class"] or row["precipitant_drugs"]
         rule = Rule(
             severity="major",
-            between=(left, right),
             mechanism=f"ONC high-priority interaction: {left} + {right}",
             management="Avoid the combination, or use it only with close monitoring (interruptive alert)",
             source=f"Phansalkar S et al., JAMIA 2012;19(5):735-43, Table 2, row {row['onc_table2_id']}",

@@ -37,6 +37,11 @@ router = APIRouter(tags=["vetting"])
 _CLINICIANS = (Role.DOCTOR, Role.PHARMACIST, Role.ADMIN)
 
 
+def _require_clinician(actor: Actor, doing: str) -> None:
+    if actor.role not in _CLINICIANS:
+        raise Forbidden(f"only doctors and pharmacists {doing}", code="not_a_clinician")
+
+
 def _knowledge() -> Knowledge:
     try:
         return knowledge()
@@ -49,8 +54,7 @@ async def vet_prescription(data: VetRequest, actor: CurrentActor) -> dict[str, A
     """Vet a prescription for a patient (doctors, pharmacists): the verdict (`block`, `review`
     or `pass`), the findings with their sources, the names not recognised, and which checks ran.
     The same JSON as `ehospital vet`."""
-    if actor.role not in _CLINICIANS:
-        raise Forbidden("only doctors and pharmacists vet prescriptions", code="not_a_clinician")
+    _require_clinician(actor, "vet prescriptions")
     kb = _knowledge()
     return vet([i.to_engine() for i in data.items], data.patient.to_engine(), kb).as_dict()
 
@@ -147,8 +151,7 @@ async def cds_caller(
         )
         return CdsCaller(actor, iss)
     actor = await get_actor(request, session, runtime, token)
-    if actor.role not in _CLINICIANS:
-        raise Forbidden("only doctors and pharmacists call the CDS service", code="not_a_clinician")
+    _require_clinician(actor, "call the CDS service")
     return CdsCaller(actor)
 
 

@@ -16,18 +16,22 @@ from ehospital.consultations.service import ConsultationService
 from ehospital.kit.errors import DomainError
 from ehospital.prescriptions.checks import PadLine
 from ehospital.prescriptions.models import RxStatus
-from ehospital.prescriptions.schemas import PrescriptionIn, ReviewIn, TextIn
+from ehospital.prescriptions.schemas import (
+    DOSE_UNITS,
+    FREQUENCY_CODES,
+    ROUTES,
+    PrescriptionIn,
+    ReviewIn,
+    TextIn,
+)
 from ehospital.web.common import DoctorWeb, PatientWeb, PharmacistWeb, PostedForm, Web
 from ehospital.web.forms import EMPTY, FormState, failed, field_error, invalid, values_of
 from ehospital.web.pages.consultation import consultation_page
 from ehospital.web.pages.rx_view import (
-    DOSE_UNITS,
     FLAG_FIELDS,
-    FREQUENCIES,
     ITEM_FIELDS,
     LINES,
     PAD_FIELDS,
-    ROUTES,
     described,
     drug_label,
     reads,
@@ -114,7 +118,7 @@ def _live_line(values: dict[str, str], n: int) -> PadLine | None:
         dose=dose_text,
         dose_unit=values[f"dose_unit_{n}"] if values[f"dose_unit_{n}"] in DOSE_UNITS else None,
         route=values[f"route_{n}"] if values[f"route_{n}"] in ROUTES else None,
-        frequency=values[f"frequency_{n}"] if values[f"frequency_{n}"] in FREQUENCIES else None,
+        frequency=values[f"frequency_{n}"] if values[f"frequency_{n}"] in FREQUENCY_CODES else None,
         days=int(days) if days.isdigit() and 1 <= int(days) <= 366 else None,
     )
 

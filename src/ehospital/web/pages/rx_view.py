@@ -15,7 +15,7 @@ from ehospital.pharmacy.models import Order, OrderStatus
 from ehospital.pharmacy.service import OrderService
 from ehospital.prescriptions.models import Prescription, RxStatus
 from ehospital.prescriptions.rules import MAX_ITEMS
-from ehospital.prescriptions.schemas import DrugRead, PrescriptionRead
+from ehospital.prescriptions.schemas import DOSE_UNITS, FREQUENCY_CODES, ROUTES, DrugRead, PrescriptionRead
 from ehospital.prescriptions.service import PrescriptionService
 from ehospital.web.common import Web
 from ehospital.web.forms import EMPTY, FormState
@@ -26,20 +26,6 @@ ITEM_FIELDS = ("drug_code", "dose", "dose_unit", "route", "frequency", "days", "
 FLAG_FIELDS = ("chronic", "long_term", "guardian_present")
 HEADER_FIELDS = ("prescription_id", "pharmacy_id", "extended_reason", "validity_days", "note", *FLAG_FIELDS)
 PAD_FIELDS = (*HEADER_FIELDS, *(f"{k}_{n}" for n in LINES for k in ITEM_FIELDS))
-DOSE_UNITS = ("mg", "g", "mcg", "mL", "units", "puff", "drop", "application", "patch")
-ROUTES = (
-    "oral",
-    "topical",
-    "inhalation",
-    "subcutaneous",
-    "intravenous",
-    "intramuscular",
-    "transdermal",
-    "ophthalmic",
-    "nasal",
-    "rectal",
-)
-FREQUENCIES = ("qd", "bid", "tid", "qid", "q12h", "q8h", "q6h", "qn", "qw")
 # A returned or waiting prescription can still be taken back by its doctor.
 WITHDRAWABLE = (RxStatus.AUTO_CHECKED, RxStatus.RETURNED)
 LINE_DEFAULTS = {"dose_unit": "mg", "route": "oral"}
@@ -227,7 +213,7 @@ async def pad_view(
         "failing": bool(general or by_line),
         "unit_options": [(u, t.label("unit", u)) for u in DOSE_UNITS],
         "route_options": [(r, t.label("route", r)) for r in ROUTES],
-        "frequency_options": [(q, t.label("freq", q)) for q in FREQUENCIES],
+        "frequency_options": [(q, t.label("freq", q)) for q in FREQUENCY_CODES],
         "header": header,
         "lines": [
             {
