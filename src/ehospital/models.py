@@ -4,7 +4,9 @@ from ehospital.audit.models import AuditEvent
 from ehospital.auth.models import AccessToken, Account, LoginAttempt
 from ehospital.consultations.models import Attachment, Consultation, Message
 from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, Pharmacist, RosterSlot
+from ehospital.glucose.models import Alert, CarePlan, Device, GlucoseReport, Reading, ReminderSent
 from ehospital.kit.models import Base
+from ehospital.notifications.models import Notification
 from ehospital.patients.models import Patient
 from ehospital.pharmacy.models import DispensedLot, Order, OrderEvent, OrderLine, PaymentNotice, StockLot
 from ehospital.prescriptions.models import DoctorKey, Drug, Finding, Prescription, PrescriptionItem, RxEvent
@@ -13,21 +15,26 @@ from ehospital.vetting.models import CdsCard, CdsFeedback
 __all__ = [
     "AccessToken",
     "Account",
+    "Alert",
     "Attachment",
     "AuditEvent",
     "Base",
+    "CarePlan",
     "CdsCard",
     "CdsFeedback",
     "Centre",
     "Clinic",
     "Consultation",
+    "Device",
     "DispensedLot",
     "Doctor",
     "DoctorKey",
     "Drug",
     "Finding",
+    "GlucoseReport",
     "LoginAttempt",
     "Message",
+    "Notification",
     "Order",
     "OrderEvent",
     "OrderLine",
@@ -37,6 +44,8 @@ __all__ = [
     "Pharmacist",
     "Prescription",
     "PrescriptionItem",
+    "Reading",
+    "ReminderSent",
     "RosterSlot",
     "RxEvent",
     "StockLot",
