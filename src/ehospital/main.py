@@ -30,9 +30,12 @@ from ehospital.consultations.service import ConsultationService
 from ehospital.db import create_engine, create_sessionmaker, session_scope
 from ehospital.deps import Runtime
 from ehospital.directory.router import router as directory_router
+from ehospital.glucose.nightscout import router as nightscout_router
+from ehospital.glucose.router import router as glucose_router
 from ehospital.kit.errors import DomainError
 from ehospital.kit.schemas import ErrorResponse
 from ehospital.kit.storage import LocalFileStore
+from ehospital.notifications.router import router as notifications_router
 from ehospital.patients.router import router as patients_router
 from ehospital.pharmacy.payments import HmacProvider, local_secret
 from ehospital.pharmacy.router import router as pharmacy_router
@@ -238,6 +241,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         pharmacy_router,
         audit_router,
         vetting_router,
+        notifications_router,
+        glucose_router,
+        nightscout_router,
         web_router,
     ):
         app.include_router(router)

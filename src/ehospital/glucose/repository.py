@@ -1,0 +1,157 @@
+"""Storage of glucose readings: bulk inserts and series reads on the driver's fast paths.
+
+Readings are the one table that grows by millions of rows, so it bypasses the ORM: PostgreSQL
+takes a whole batch as arrays in one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`;
+SQLite takes one `INSERT OR IGNORE` executemany. Both ignore a reading the same device already
+sent for the same instant, which makes a retried upload harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ehospital.glucose.ingest import Parsed
+from ehospital.glucose.metrics import Floats
+from ehospital.kit.models import UTCDateTime
+
+_COLUMNS = (
+    "patient_id, device_id, measured_at, utc_offset_minutes, mgdl, value, unit, kind, source, received_at"
+)
+
+_PG_INSERT = text(
+    f"INSERT INTO glucose_readings ({_COLUMNS}) "
+    "SELECT :patient_id, :device_id, t.m, t.o, t.g, t.v, t.u, t.k, :source, :received_at "
+    "FROM unnest(CAST(:m AS timestamptz[]), CAST(:o AS smallint[]), CAST(:g AS float8[]), "
+    "CAST(:v AS float8[]), CAST(:u AS text[]), CAST(:k AS text[])) AS t(m, o, g, v, u, k) "
+    "ON CONFLICT (device_id, measured_at) DO NOTHING"
+)
+_SQLITE_INSERT = f"INSERT OR IGNORE INTO glucose_readings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite (UTC here)
+
+# Seconds since 1970 as a float, computed by the database (no datetime objects per row).
+_EPOCH = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM measured_at) AS float8)",
+    "sqlite": "(julianday(measured_at) - 2440587.5) * 86400.0",
+}
+
+
+_NONE: Floats = np.empty(0, dtype=np.float64)
+_DAWN = datetime(1970, 1, 2, tzinfo=UTC)
+_DUSK = datetime(9999, 1, 1, tzinfo=UTC)
+_SERIES = {
+    dialect: text(
+        f"SELECT {epoch}, utc_offset_minutes, mgdl, unit FROM glucose_readings "
+        "WHERE patient_id = :p AND measured_at > :start AND measured_at <= :end ORDER BY measured_at, id"
+    ).bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
+    for dialect, epoch in _EPOCH.items()
+}
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+@dataclass(frozen=True)
+class SeriesRows:
+    """A patient's readings in time order: UTC seconds, the device offset (minutes), mg/dL and
+    the unit each was measured in."""
+
+    times: Floats
+    offsets: np.ndarray[tuple[int], np.dtype[np.int32]]
+    mgdl: Floats
+    units: list[str]
+
+    @property
+    def local_times(self) -> Floats:
+        """Wall-clock time where each reading was taken, read as UTC (the metrics' convention)."""
+        return self.times + self.offsets * 60.0
+
+    def main_unit(self, default: str = "mg/dL") -> str:
+        if not self.units:
+            return default
+        mmol = sum(1 for u in self.units if u == "mmol/L")
+        return "mmol/L" if mmol * 2 > len(self.units) else "mg/dL"
+
+
+class ReadingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert(
+        self,
+        patient_id: int,
+        device_id: int,
+        source: str,
+        readings: Sequence[Parsed],
+        received_at: datetime,
+    ) -> int:
+        """Store the readings the device has not sent before; returns how many were new."""
+        if not readings:
+            return 0
+        conn = await self.session.connection()
+        if _dialect(self.session) == "postgresql":
+            result = await conn.execute(
+                _PG_INSERT,
+                {
+                    "patient_id": patient_id,
+                    "device_id": device_id,
+                    "source": source,
+                    "received_at": received_at,
+                    "m": [r.measured_at for r in readings],
+                    "o": [r.offset_minutes for r in readings],
+                    "g": [r.mgdl for r in readings],
+                    "v": [r.value for r in readings],
+                    "u": [r.unit for r in readings],
+                    "k": [r.kind for r in readings],
+                },
+            )
+            return int(result.rowcount)
+        received = received_at.strftime(_SQLITE_TIME)
+        rows = [
+            (
+                patient_id,
+                device_id,
+                r.measured_at.strftime(_SQLITE_TIME),
+                r.offset_minutes,
+                r.mgdl,
+                r.value,
+                r.unit,
+                r.kind,
+                source,
+                received,
+            )
+            for r in readings
+        ]
+        before = await self._sqlite_changes()
+        await conn.exec_driver_sql(_SQLITE_INSERT, rows)
+        return await self._sqlite_changes() - before
+
+    async def _sqlite_changes(self) -> int:
+        conn = await self.session.connection()
+        return int((await conn.exec_driver_sql("SELECT total_changes()")).scalar_one())
+
+    async def series(
+        self, patient_id: int, start: datetime | None = None, end: datetime | None = None
+    ) -> SeriesRows:
+        """The patient's readings with start < measured_at <= end, in time order."""
+        dialect = _dialect(self.session)
+        result = await self.session.execute(
+            _SERIES[dialect],
+            {"p": patient_id, "start": start or _DAWN, "end": end or _DUSK},
+        )
+        rows = result.all()
+        if not rows:
+            return SeriesRows(_NONE, np.empty(0, dtype=np.int32), _NONE, [])
+        times, offsets, mgdl, units = zip(*rows, strict=True)
+        return SeriesRows(
+            np.asarray(times, dtype=np.float64).round(3),
+            np.asarray(offsets, dtype=np.int32),
+            np.asarray(mgdl, dtype=np.float64),
+            list(units),
+        )

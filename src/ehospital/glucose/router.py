@@ -1,0 +1,241 @@
+"""The glucose API: devices, uploads (our JSON, FHIR Observations), readings, alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from ehospital.auth.service import AuthService
+from ehospital.deps import CurrentActor, RuntimeDep, SessionDep, client_address, request_id
+from ehospital.glucose.alerting import AlertService, value_of
+from ehospital.glucose.ingest import MAX_ITEMS, ItemError, Parsed, Rejected, parse_fhir, parse_items
+from ehospital.glucose.models import Alert, Device
+from ehospital.glucose.schemas import AlertRead, DeviceCreate, DeviceRead, DeviceRegistered, SnoozeIn
+from ehospital.glucose.service import GlucoseService, api_secret_of, defaults_of
+from ehospital.kit.context import Actor
+from ehospital.kit.errors import BadRequest, PayloadTooLarge, Unauthenticated, Unprocessable
+from ehospital.kit.models import utcnow
+from ehospital.kit.schemas import IdPath
+
+router = APIRouter(tags=["glucose"])
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+MQTT_TOPIC = "ehospital/glucose/{uid}/readings"
+DeviceUid = Annotated[str, Query(min_length=1, max_length=40)]
+
+
+def device_read(device: Device) -> DeviceRead:
+    return DeviceRead(
+        uid=device.uid,
+        patient_id=device.patient_id,
+        kind=device.kind,
+        label=device.label,
+        unit=device.unit,
+        utc_offset_minutes=device.utc_offset_minutes,
+        created_at=device.created_at,
+        last_reading_at=device.last_reading_at,
+        retired_at=device.retired_at,
+    )
+
+
+def alert_read(alert: Alert) -> AlertRead:
+    return AlertRead(
+        id=alert.id,
+        patient_id=alert.patient_id,
+        condition=alert.condition,
+        status=alert.status,
+        began_at=alert.began_at,
+        value=value_of(alert),
+        unit=alert.unit,
+        raised_at=alert.raised_at,
+        snoozed_until=alert.snoozed_until,
+        acknowledged_at=alert.acknowledged_at,
+        resolved_at=alert.resolved_at,
+    )
+
+
+async def read_json_body(request: Request, limit: int = MAX_UPLOAD_BYTES) -> Any:
+    """The body as JSON, refused early when it is too large (413) or not JSON (400)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"uploads are limited to {limit} bytes", code="upload_too_large", limit=limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(
+                f"uploads are limited to {limit} bytes", code="upload_too_large", limit=limit
+            )
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON", code="malformed_json") from None
+
+
+async def optional_actor(request: Request, session: SessionDep, runtime: RuntimeDep) -> Actor | None:
+    """The bearer token's account when one is sent (uploads may instead carry an api-secret)."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        return None
+    actor = await AuthService(session, runtime.settings).authenticate(
+        header[7:].strip(), address=client_address(request), request_id=request_id(request), kind="bearer"
+    )
+    if actor is None:
+        raise Unauthenticated("the token is invalid, expired or revoked", code="invalid_token")
+    request.state.actor = actor
+    return actor
+
+
+@router.post(
+    "/api/v1/patients/{patient_id}/glucose/devices",
+    response_model=DeviceRegistered,
+    status_code=status.HTTP_201_CREATED,
+)
+async def register_device(
+    patient_id: IdPath, data: DeviceCreate, actor: CurrentActor, session: SessionDep
+) -> DeviceRegistered:
+    """Register a meter or CGM to a member of your family. The answer holds the device's
+    secret, shown this once: configure the uploader with it (Nightscout uploaders: the
+    `api_secret`, which is its SHA-1)."""
+    device, secret = await GlucoseService(session).register_device(actor, patient_id, data)
+    return DeviceRegistered(
+        **device_read(device).model_dump(),
+        secret=secret,
+        api_secret=api_secret_of(secret),
+        mqtt_topic=MQTT_TOPIC.format(uid=device.uid),
+    )
+
+
+@router.get("/api/v1/patients/{patient_id}/glucose/devices", response_model=list[DeviceRead])
+async def list_devices(patient_id: IdPath, actor: CurrentActor, session: SessionDep) -> list[DeviceRead]:
+    """A patient's devices (their family, or their doctors)."""
+    return [device_read(d) for d in await GlucoseService(session).devices(actor, patient_id)]
+
+
+@router.post("/api/v1/glucose/devices/{uid}/retire", response_model=DeviceRead)
+async def retire_device(uid: str, actor: CurrentActor, session: SessionDep) -> DeviceRead:
+    """Stop accepting uploads from a device (lost, replaced); its readings are kept."""
+    return device_read(await GlucoseService(session).retire_device(actor, uid[:40]))
+
+
+def parse_upload(body: Any, device: Device, now: datetime) -> tuple[list[Parsed], list[ItemError], int]:
+    """Our JSON (an array, or `{"readings": [...]}`) or FHIR (a Bundle or one Observation)."""
+    defaults = defaults_of(device)
+    if isinstance(body, dict) and "resourceType" in body:
+        try:
+            good, bad = parse_fhir(body, defaults, now)
+        except Rejected as exc:
+            raise Unprocessable(exc.message, code=exc.code) from None
+        received = len(good) + len(bad)
+    else:
+        items = body.get("readings") if isinstance(body, dict) and body.keys() == {"readings"} else body
+        if not isinstance(items, list):
+            raise Unprocessable(
+                'expected a JSON array of readings, {"readings": [...]}, or a FHIR Bundle of Observations',
+                code="invalid_upload",
+            )
+        received = len(items)
+        if received > MAX_ITEMS:
+            raise PayloadTooLarge(
+                f"at most {MAX_ITEMS} readings per upload", code="too_many_readings", limit=MAX_ITEMS
+            )
+        good, bad = parse_items(items, defaults, now)
+    return good, bad, received
+
+
+@router.post("/api/v1/glucose/devices/{uid}/readings")
+async def upload_readings(
+    uid: str,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    api_secret: Annotated[str | None, Header(alias="api-secret")] = None,
+) -> JSONResponse:
+    """Upload readings of a device, in bulk: a JSON array of `{"time": ISO 8601 with offset,
+    "value": n, "unit"?: "mg/dL"|"mmol/L", "kind"?: "cgm"|"smbg"}` or a FHIR R4 Bundle of glucose
+    Observations (LOINC 99504-3, 105272-9, 41653-7, 14743-9). Authenticated by the patient's
+    bearer token or the device's `api-secret` header.
+
+    Each item is judged on its own: the answer counts what was stored, what was already stored
+    (a retried upload stores nothing twice) and lists the rejected items by index with a code.
+    422 only when no item at all was acceptable."""
+    actor = await optional_actor(request, session, runtime)
+    service = GlucoseService(session)
+    device = await service.uploading_device(actor, uid[:40], api_secret)
+    now = utcnow()
+    body = await read_json_body(request)
+    good, bad, received = parse_upload(body, device, now)
+    if bad and not good:
+        raise Unprocessable(
+            "no reading in the upload was acceptable",
+            code="no_valid_readings",
+            errors=[e.as_dict() for e in bad[:100]],
+        )
+    source = "fhir" if isinstance(body, dict) and "resourceType" in body else "api"
+    result = await service.ingest(device, source, good, bad, received, now)
+    return JSONResponse(result.as_dict())
+
+
+@router.get("/api/v1/patients/{patient_id}/glucose/readings")
+async def list_readings(
+    patient_id: IdPath,
+    actor: CurrentActor,
+    session: SessionDep,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, Any]:
+    """A patient's readings (default: the last 24 hours), oldest first: the instant in UTC, the
+    local time where it was measured, mg/dL, and the value in the unit it was measured in."""
+    end = end or utcnow()
+    start = start or end - timedelta(days=1)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Unprocessable("start and end need a UTC offset", code="naive_time")
+    if end - start > timedelta(days=92) or end <= start:
+        raise Unprocessable("the window must be positive and at most 92 days", code="invalid_window")
+    _, rows = await GlucoseService(session).series(actor, patient_id, start, end)
+    return {
+        "patient_id": patient_id,
+        "start": start,
+        "end": end,
+        "readings": [
+            {
+                "time": datetime.fromtimestamp(t, start.tzinfo).isoformat(),
+                "utc_offset_minutes": int(o),
+                "mgdl": round(float(g), 1),
+                "value": round(float(g) / 18.0, 1) if u == "mmol/L" else round(float(g), 1),
+                "unit": u,
+            }
+            for t, o, g, u in zip(rows.times, rows.offsets, rows.mgdl, rows.units, strict=True)
+        ],
+    }
+
+
+@router.get("/api/v1/patients/{patient_id}/glucose/alerts", response_model=list[AlertRead])
+async def list_alerts(
+    patient_id: IdPath,
+    actor: CurrentActor,
+    session: SessionDep,
+    live: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AlertRead]:
+    """A patient's glucose alerts, newest first (`live=true`: those not yet ended)."""
+    found = await AlertService(session).alerts(actor, patient_id, live_only=live, limit=limit)
+    return [alert_read(a) for a in found]
+
+
+@router.post("/api/v1/glucose/alerts/{alert_id}/acknowledge", response_model=AlertRead)
+async def acknowledge_alert(alert_id: IdPath, actor: CurrentActor, session: SessionDep) -> AlertRead:
+    """Seen: stop repeating it (it stays until the condition ends)."""
+    return alert_read(await AlertService(session).acknowledge(actor, alert_id))
+
+
+@router.post("/api/v1/glucose/alerts/{alert_id}/snooze", response_model=AlertRead)
+async def snooze_alert(
+    alert_id: IdPath, data: SnoozeIn, actor: CurrentActor, session: SessionDep
+) -> AlertRead:
+    """No repeats for `minutes` (5 to 1440)."""
+    return alert_read(await AlertService(session).snooze(actor, alert_id, data.minutes))
