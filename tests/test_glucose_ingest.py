@@ -198,7 +198,7 @@ async def test_fhir_bundle_with_every_glucose_code(
         (6, "not_an_observation"),
     ]
     kinds = (await session.execute(select(Reading.kind, Reading.source).order_by(Reading.measured_at))).all()
-    assert kinds == [("cgm", "fhir"), ("cgm", "fhir"), ("smbg", "fhir"), ("smbg", "fhir")]
+    assert [tuple(k) for k in kinds] == [("cgm", "fhir"), ("cgm", "fhir"), ("smbg", "fhir"), ("smbg", "fhir")]
     r = await client.post(
         f"/api/v1/glucose/devices/{device['uid']}/readings",
         headers=alice.headers,

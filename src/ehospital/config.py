@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # EHRs trusted to call the CDS Hooks service with their signed JWTs (see vetting/cds_auth.py);
     # without it only ehospital doctors' and pharmacists' bearer tokens are accepted.
     cds_clients_file: Path | None = None
+    # The MQTT broker glucose devices publish to (mqtt://host:1883); empty: no bridge.
+    mqtt_url: str = ""
+    # Channels besides in-app that carry an urgent-low alert to the patient (e.g. ["sms"]).
+    glucose_urgent_channels: list[str] = Field(default_factory=list)
+    # How often the glucose watcher looks for silent CGMs, unacknowledged alerts and due reminders.
+    glucose_watch_seconds: float = 60.0
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, or a SQLite file under the data dir."""

@@ -30,6 +30,8 @@ from ehospital.consultations.service import ConsultationService
 from ehospital.db import create_engine, create_sessionmaker, session_scope
 from ehospital.deps import Runtime
 from ehospital.directory.router import router as directory_router
+from ehospital.glucose.alerting import AlertService
+from ehospital.glucose.mqtt import run_bridge
 from ehospital.glucose.nightscout import router as nightscout_router
 from ehospital.glucose.router import router as glucose_router
 from ehospital.kit.errors import DomainError
@@ -186,6 +188,13 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             )
             tasks.append(asyncio.create_task(_every(30.0, lambda: _expire(runtime), "expire")))
             tasks.append(asyncio.create_task(_every(3600.0, lambda: _sweep(runtime), "upload-sweep")))
+            tasks.append(
+                asyncio.create_task(
+                    _every(settings.glucose_watch_seconds, lambda: _glucose_watch(runtime), "glucose-watch")
+                )
+            )
+            if settings.mqtt_url:
+                tasks.append(asyncio.create_task(run_bridge(settings.mqtt_url, runtime.sessionmaker)))
         try:
             yield
         finally:
@@ -294,6 +303,11 @@ async def _seal(runtime: Runtime) -> None:
 async def _sweep(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
         await ConsultationService(session, runtime.settings, runtime.files).sweep_uploads()
+
+
+async def _glucose_watch(runtime: Runtime) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        await AlertService(session, tuple(runtime.settings.glucose_urgent_channels)).watch()
 
 
 async def _expire(runtime: Runtime) -> None:
