@@ -31,6 +31,7 @@ from ehospital.db import create_engine, create_sessionmaker, session_scope
 from ehospital.deps import Runtime
 from ehospital.directory.router import router as directory_router
 from ehospital.glucose.alerting import AlertService
+from ehospital.glucose.care import CareService
 from ehospital.glucose.mqtt import run_bridge
 from ehospital.glucose.nightscout import router as nightscout_router
 from ehospital.glucose.router import router as glucose_router
@@ -308,6 +309,10 @@ async def _sweep(runtime: Runtime) -> None:
 async def _glucose_watch(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
         await AlertService(session, tuple(runtime.settings.glucose_urgent_channels)).watch()
+    async with session_scope(runtime.sessionmaker) as session:
+        care = CareService(session)
+        await care.due_reminders()
+        await care.scheduled_reports()
 
 
 async def _expire(runtime: Runtime) -> None:

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ehospital.auth.service import AuthService
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep, client_address, request_id
 from ehospital.glucose.alerting import AlertService, value_of
+from ehospital.glucose.care import CareService, plan_read
 from ehospital.glucose.ingest import MAX_ITEMS, ItemError, Parsed, Rejected, parse_fhir, parse_items
 from ehospital.glucose.models import Alert, Device
-from ehospital.glucose.schemas import AlertRead, DeviceCreate, DeviceRead, DeviceRegistered, SnoozeIn
+from ehospital.glucose.render import render_page, render_pdf
+from ehospital.glucose.schemas import (
+    AlertRead,
+    CarePlanIn,
+    CarePlanRead,
+    DeviceCreate,
+    DeviceRead,
+    DeviceRegistered,
+    SnoozeIn,
+)
 from ehospital.glucose.service import GlucoseService, api_secret_of, defaults_of
 from ehospital.kit.context import Actor
-from ehospital.kit.errors import BadRequest, PayloadTooLarge, Unauthenticated, Unprocessable
+from ehospital.kit.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated, Unprocessable
 from ehospital.kit.models import utcnow
 from ehospital.kit.schemas import IdPath
 
@@ -239,3 +249,82 @@ async def snooze_alert(
 ) -> AlertRead:
     """No repeats for `minutes` (5 to 1440)."""
     return alert_read(await AlertService(session).snooze(actor, alert_id, data.minutes))
+
+
+# --- care plans, reports, the doctor's dashboard ----------------------------------------------
+
+
+@router.put(
+    "/api/v1/patients/{patient_id}/care-plan",
+    response_model=CarePlanRead,
+    status_code=status.HTTP_201_CREATED,
+)
+async def write_care_plan(
+    patient_id: IdPath, data: CarePlanIn, actor: CurrentActor, session: SessionDep
+) -> CarePlanRead:
+    """A doctor who has seen the patient writes a new version of their care plan: targets
+    (`standard`, `older_high_risk`, `pregnancy_t1`), the unit and time zone the patient lives
+    in, alert thresholds, reminders, diet, exercise, medications. Earlier versions are kept."""
+    plan, doctor = await CareService(session).write_plan(actor, patient_id, data)
+    return plan_read(plan, doctor)
+
+
+@router.get("/api/v1/patients/{patient_id}/care-plan", response_model=CarePlanRead)
+async def current_care_plan(patient_id: IdPath, actor: CurrentActor, session: SessionDep) -> CarePlanRead:
+    """The current version of the patient's care plan (404 `no_care_plan` before the first)."""
+    plans = await CareService(session).plans(actor, patient_id)
+    if not plans:
+        raise NotFound("no care plan has been written for this patient", code="no_care_plan")
+    return plan_read(*plans[0])
+
+
+@router.get("/api/v1/patients/{patient_id}/care-plan/history", response_model=list[CarePlanRead])
+async def care_plan_history(
+    patient_id: IdPath, actor: CurrentActor, session: SessionDep
+) -> list[CarePlanRead]:
+    """Every version of the care plan, newest first."""
+    return [plan_read(p, d) for p, d in await CareService(session).plans(actor, patient_id)]
+
+
+REPORT_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+@router.get("/api/v1/patients/{patient_id}/glucose/report", response_model=None)
+async def glucose_report(
+    patient_id: IdPath,
+    actor: CurrentActor,
+    session: SessionDep,
+    days: Annotated[int, Query(ge=1, le=90)] = 14,
+    end: datetime | None = None,
+    lang: Literal["zh", "en"] = "zh",
+    format: Literal["json", "html", "pdf"] = "json",
+) -> Response:
+    """The Ambulatory Glucose Profile report of the `days` days up to `end` (default now):
+    consensus table with targets, data sufficiency, AGP percentiles, daily profiles, time in
+    ranges, episodes and a plain-language summary; as JSON, a standalone HTML page with SVG
+    charts, or a PDF."""
+    if end is not None and end.tzinfo is None:
+        raise Unprocessable("end needs a UTC offset", code="naive_time")
+    report = await CareService(session).report(actor, patient_id, end, days, lang)
+    if format == "html":
+        return HTMLResponse(
+            render_page(report),
+            headers={"Content-Security-Policy": REPORT_PAGE_CSP, "Cache-Control": "private, no-store"},
+        )
+    if format == "pdf":
+        return Response(
+            render_pdf(report),
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'inline; filename="glucose-report-{patient_id}.pdf"',
+                "Cache-Control": "private, no-store",
+            },
+        )
+    return JSONResponse(report.as_dict())
+
+
+@router.get("/api/v1/glucose/dashboard")
+async def glucose_dashboard(actor: CurrentActor, session: SessionDep) -> list[dict[str, Any]]:
+    """The doctor's diabetic patients (whose current care plan they wrote), riskiest first,
+    with the headline figures of the last 14 days."""
+    return await CareService(session).dashboard(actor)
