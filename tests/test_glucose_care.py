@@ -261,7 +261,7 @@ async def test_dashboard_puts_the_riskiest_first(
 async def test_reminders_and_scheduled_reports_once(
     client: httpx.AsyncClient, world: World, session: AsyncSession
 ) -> None:
-    patient_id, device = await enrolled(client, world)
+    _, device = await enrolled(client, world)
     await client.post(
         f"/api/v1/glucose/devices/{device['uid']}/readings",
         headers=world.alice.headers,
