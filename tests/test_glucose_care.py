@@ -65,7 +65,7 @@ async def enrolled(client: httpx.AsyncClient, world: World) -> tuple[int, dict[s
 
 def test_episode_rule_does_not_flap() -> None:
     th = Thresholds()
-    t = np.arange(0, 8) * 300.0
+    t = np.arange(0, 8, dtype=np.float64) * 300.0
     # Two readings below 70 then back: under 15 minutes, no low.
     assert "low" not in evaluate(t[:3], np.array([80, 65, 66.0]), th)
     low = np.array([80, 65, 66, 64, 75, 68, 75, 76.0])
