@@ -37,7 +37,7 @@ LOINC = {
 _UCUM_UNITS = {"mg/dL": "mg/dL", "mg/dl": "mg/dL", "mmol/L": "mmol/L", "mmol/l": "mmol/L"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: tens of thousands are made per request, and frozen init is slow
 class Parsed:
     """One valid reading."""
 
@@ -134,6 +134,7 @@ def _recent(when: datetime, now: datetime) -> datetime:
 
 
 Outcome = tuple[list[Parsed], list[ItemError]]
+_ITEM_KEYS = frozenset({"time", "value", "unit", "kind"})
 
 
 def parse_items(items: Sequence[Any], device: DeviceDefaults, now: datetime) -> Outcome:
@@ -144,8 +145,8 @@ def parse_items(items: Sequence[Any], device: DeviceDefaults, now: datetime) -> 
         try:
             if not isinstance(item, dict):
                 raise Rejected("invalid_item", "each reading must be a JSON object")
-            extra = item.keys() - {"time", "value", "unit", "kind"}
-            if extra:
+            if not _ITEM_KEYS.issuperset(item):
+                extra = item.keys() - _ITEM_KEYS
                 raise Rejected("unknown_field", f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
             unit = _unit(item.get("unit"), device.unit)
             value = _number(item.get("value"), "value")
