@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     mqtt_url: str = ""
     # Channels besides in-app that carry an urgent-low alert to the patient (e.g. ["sms"]).
     glucose_urgent_channels: list[str] = Field(default_factory=list)
+    # Notifications (notifications/adapters.py). SMS through a relay that verifies
+    # X-Signature: sha256=<HMAC>; without a URL, queued SMS fail with a clear error.
+    sms_webhook_url: str = ""
+    sms_webhook_secret: str = ""
+    # WeChat Official Account template messages: app id, secret and template id together, or none.
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_app_id: str = ""
+    wechat_app_secret: str = ""
+    wechat_template_id: str = ""
     # How often the glucose watcher looks for silent CGMs, unacknowledged alerts and due reminders.
     glucose_watch_seconds: float = 60.0
 

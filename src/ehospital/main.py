@@ -8,7 +8,7 @@ import gc
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,7 +38,9 @@ from ehospital.glucose.router import router as glucose_router
 from ehospital.kit.errors import DomainError
 from ehospital.kit.schemas import ErrorResponse
 from ehospital.kit.storage import LocalFileStore
+from ehospital.notifications.adapters import Notifier, adapters_from, close_adapters
 from ehospital.notifications.router import router as notifications_router
+from ehospital.notifications.service import dispatch_once
 from ehospital.patients.router import router as patients_router
 from ehospital.pharmacy.payments import HmacProvider, local_secret
 from ehospital.pharmacy.router import router as pharmacy_router
@@ -182,6 +184,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         # What start-up built lives as long as the process: keep it out of the collector's
         # full passes (which otherwise stall every request for a few hundred ms now and then).
         gc.freeze()
+        notifiers = adapters_from(settings)  # half a configuration is refused at start-up
         tasks: list[asyncio.Task[None]] = []
         if background:
             tasks.append(
@@ -194,6 +197,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                     _every(settings.glucose_watch_seconds, lambda: _glucose_watch(runtime), "glucose-watch")
                 )
             )
+            tasks.append(asyncio.create_task(_every(5.0, lambda: _notify(runtime, notifiers), "notify")))
             if settings.mqtt_url:
                 tasks.append(asyncio.create_task(run_bridge(settings.mqtt_url, runtime.sessionmaker)))
         try:
@@ -204,6 +208,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await close_adapters(notifiers)
             with contextlib.suppress(Exception):
                 await _seal(runtime)
             await runtime.engine.dispose()
@@ -304,6 +309,12 @@ async def _seal(runtime: Runtime) -> None:
 async def _sweep(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
         await ConsultationService(session, runtime.settings, runtime.files).sweep_uploads()
+
+
+async def _notify(runtime: Runtime, notifiers: Mapping[str, Notifier]) -> None:
+    # A full batch means more may be due: keep going until the backlog is drained.
+    while await dispatch_once(runtime.sessionmaker, notifiers, batch=100) == 100:
+        pass
 
 
 async def _glucose_watch(runtime: Runtime) -> None:
