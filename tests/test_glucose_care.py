@@ -96,7 +96,9 @@ async def test_urgent_low_alerts_patient_and_doctor_once(
     doctor = await notifications(session, world.dr_dia.account.id)
     assert [n.code for n in doctor] == ["urgent_low"] and "Alice" in doctor[0].title
     # More low readings: the same episode, nothing new.
-    r = await client.post(url, headers=world.alice.headers, json=series([49, 48], end + timedelta(minutes=10)))
+    r = await client.post(
+        url, headers=world.alice.headers, json=series([49, 48], end + timedelta(minutes=10))
+    )
     assert r.json()["alerts_raised"] == ["low"]  # now 15 minutes below the plan's 72
     assert len(await notifications(session, world.dr_dia.account.id)) == 1
 
