@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from consultations import own_server
+from consultations import cpu_seconds, database_cpu_seconds, own_server
 
 from ehospital.glucose import Series, all_metrics, mage
 from ehospital.glucose.render import render_fragment, render_page, render_pdf
@@ -133,7 +133,9 @@ def _batch(first: datetime, n: int, seed: int) -> bytes:
     ).encode()
 
 
-async def bench_ingest(base: str, total: int, batch: int, concurrency: int) -> dict[str, float]:
+async def bench_ingest(
+    base: str, total: int, batch: int, concurrency: int, server: argparse.Namespace
+) -> dict[str, float]:
     async with aiohttp.ClientSession() as session:
         per_device = batch * 5  # 1-minute readings: 5 batches = 17 days per device
         devices = await _devices(session, base, max(1, total // per_device))
@@ -159,10 +161,20 @@ async def bench_ingest(base: str, total: int, batch: int, concurrency: int) -> d
                     assert r.status == 200, answer
                     stored += answer["stored"]
 
+        cpu_before = cpu_seconds(server.server_pid)
+        db_before = database_cpu_seconds(server.db_name) if server.db_name else 0.0
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"readings": stored, "seconds": round(elapsed, 2), "readings_per_s": round(stored / elapsed)}
+        server_cpu = cpu_seconds(server.server_pid) - cpu_before
+        db_cpu = (database_cpu_seconds(server.db_name) - db_before) if server.db_name else 0.0
+    return {
+        "readings": stored,
+        "seconds": round(elapsed, 2),
+        "readings_per_s": round(stored / elapsed),
+        "server_cpu_us_per_reading": round(server_cpu / max(stored, 1) * 1e6, 1),
+        "database_cpu_us_per_reading": round(db_cpu / max(stored, 1) * 1e6, 1),
+    }
 
 
 async def _patients_with_devices(
@@ -270,12 +282,18 @@ def main() -> int:
         for db in args.db.split(","):
             server_args = argparse.Namespace(db=db, workers=2 if db == "postgresql" else 1, pool=10)
             with own_server(server_args) as url:
-                found = asyncio.run(bench_ingest(url, args.readings, args.batch, args.concurrency))
+                found = asyncio.run(
+                    bench_ingest(url, args.readings, args.batch, args.concurrency, server_args)
+                )
             print(
                 f"ingest {db}: {found['readings']} readings in {found['seconds']} s"
-                f" = {found['readings_per_s']}/s"
+                f" = {found['readings_per_s']}/s; CPU per reading: server {found['server_cpu_us_per_reading']} µs,"
+                f" PostgreSQL {found['database_cpu_us_per_reading']} µs"
             )
             result[f"ingest_{db}_readings_per_s"] = found["readings_per_s"]
+            result[f"ingest_{db}_server_cpu_us_per_reading"] = found["server_cpu_us_per_reading"]
+            if db == "postgresql":
+                result["ingest_postgresql_database_cpu_us_per_reading"] = found["database_cpu_us_per_reading"]
     if "alerts" in parts:
         server_args = argparse.Namespace(db="sqlite", workers=1, pool=10)
         with own_server(server_args) as url:

@@ -63,8 +63,12 @@ class Reading(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    patient_id: Mapped[int] = mapped_column(BigId, ForeignKey("patients.id"))
-    device_id: Mapped[int] = mapped_column(BigId, ForeignKey("glucose_devices.id"))
+    # No foreign keys on this table, on purpose: PostgreSQL checks each one with a trigger per
+    # row, which more than doubled the database's work per reading (42 µs instead of 18). The
+    # service writes only the ids of the device it has just authenticated in the same
+    # transaction, and devices and patients are never deleted (retired, archived).
+    patient_id: Mapped[int] = mapped_column(BigId)
+    device_id: Mapped[int] = mapped_column(BigId)
     measured_at: Mapped[datetime] = mapped_column(UTCDateTime())
     utc_offset_minutes: Mapped[int] = mapped_column(SmallInteger)
     mgdl: Mapped[float] = mapped_column(Float)

@@ -203,12 +203,6 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("source", sa.String(length=12), nullable=False),
         sa.Column("received_at", ehospital.kit.models.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["device_id"], ["glucose_devices.id"], name=op.f("fk_glucose_readings_device_id_glucose_devices")
-        ),
-        sa.ForeignKeyConstraint(
-            ["patient_id"], ["patients.id"], name=op.f("fk_glucose_readings_patient_id_patients")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_glucose_readings")),
         sa.UniqueConstraint(
             "device_id", "measured_at", name=op.f("uq_glucose_readings_device_id_measured_at")
