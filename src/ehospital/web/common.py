@@ -210,9 +210,14 @@ def nav_for(actor: Actor | None) -> list[tuple[str, str]]:
             ("/patient/consultations", "nav.my_consultations"),
             ("/patient/consultations/new", "nav.new_consultation"),
             ("/patient/prescriptions", "nav.my_prescriptions"),
+            ("/glucose", "nav.glucose"),
         ]
     if actor.role is Role.DOCTOR:
-        return [("/doctor", "nav.queue"), ("/doctor/consultations", "nav.my_consultations")]
+        return [
+            ("/doctor", "nav.queue"),
+            ("/doctor/consultations", "nav.my_consultations"),
+            ("/doctor/glucose", "nav.glucose_dashboard"),
+        ]
     if actor.role is Role.ADMIN:
         return [("/admin", "nav.doctors"), ("/admin/centres", "nav.centres")]
     if actor.role is Role.PHARMACIST:
