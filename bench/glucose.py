@@ -287,7 +287,8 @@ def main() -> int:
                 )
             print(
                 f"ingest {db}: {found['readings']} readings in {found['seconds']} s"
-                f" = {found['readings_per_s']}/s; CPU per reading: server {found['server_cpu_us_per_reading']} µs,"
+                f" = {found['readings_per_s']}/s; CPU per reading:"
+                f" server {found['server_cpu_us_per_reading']} µs,"
                 f" PostgreSQL {found['database_cpu_us_per_reading']} µs"
             )
             result[f"ingest_{db}_readings_per_s"] = found["readings_per_s"]
