@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
 from ehospital.directory.models import Doctor
-from ehospital.glucose.alerts import Thresholds
+from ehospital.glucose.alerts import CONDITIONS, Thresholds
 from ehospital.glucose.metrics import Series, basic_metrics, sufficiency
 from ehospital.glucose.models import Alert, AlertStatus, CarePlan, Device, GlucoseReport, ReminderSent
 from ehospital.glucose.report import Report, build_report, targets_for
@@ -277,7 +277,7 @@ class CareService:
                     "targets": plan.targets,
                     "unit": plan.unit,
                     "last_reading_at": last,
-                    "live_alerts": sorted(live),
+                    "live_alerts": sorted(live, key=CONDITIONS.index),  # most urgent first
                     "data_missing": missing,
                     **summary,
                     "_risk": (

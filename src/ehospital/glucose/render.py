@@ -200,8 +200,9 @@ def agp_svg(r: Report) -> str:
         )
     for hour in range(0, 25, 3):
         x = float(s.x(hour * 60))
+        anchor = "end" if hour == 24 else "middle"  # 24:00 centred would run past the chart's edge
         out.append(
-            f'<text x="{x:.1f}" y="{s.bottom + 16}" text-anchor="middle" font-size="11" '
+            f'<text x="{x:.1f}" y="{s.bottom + 16}" text-anchor="{anchor}" font-size="11" '
             f'fill="{MUTED}">{hour:02d}:00</text>'
         )
     for mgdl in _cuts(r):
@@ -767,7 +768,9 @@ class _Pdf:
             out.append(self.para(note, "note"))
         out.append(self.para(r.text("summary"), "h"))
         for sentence in r.summary:
-            out.append(self.para(f"• {sentence}", "body"))
+            # "●": the Chinese PDF font (STSong-Light, Adobe-GB1) has no glyph for "•" or "·".
+            bullet = "●" if r.locale == "zh" else "•"
+            out.append(self.para(f"{bullet} {sentence}", "body"))
         out.append(self.para(r.text("table"), "h"))
         left_w = width * 0.63
         rows: list[list[Any]] = [[r.text("metric"), r.text("value"), r.text("goal"), r.text("result")]]
@@ -870,13 +873,13 @@ def render_pdf(report: Report) -> bytes:
     )
     pdf = _Pdf(report)
     width, height = doc.width - 12.0, doc.height - 14.0
-    footer_font, footer = _font(report.locale, f"{report.title} · {report.patient or ''} · {report.period}")
+    footer_font, footer = _font(report.locale, f"{report.title} | {report.patient or ''} | {report.period}")
 
     def on_page(canvas: Any, document: Any) -> None:
         canvas.saveState()
         canvas.setFont(footer_font, 6.5)
         canvas.setFillColor(_colour(MUTED))
-        canvas.drawString(PAGE_MARGIN, _PDF_FOOTER_Y, footer.replace(" ·  · ", " · "))
+        canvas.drawString(PAGE_MARGIN, _PDF_FOOTER_Y, footer.replace(" |  | ", " | "))
         canvas.drawRightString(A4[0] - PAGE_MARGIN, _PDF_FOOTER_Y, f"{document.page} / 2")
         canvas.restoreState()
 
