@@ -247,7 +247,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         return JSONResponse({"status": "ok", "version": __version__})
 
     install_docs(app)
+    # Requests are matched against the routers in this order: the device uploads, the most
+    # frequent requests, come first.
     for router in (
+        glucose_router,
+        nightscout_router,
         auth_router,
         patients_router,
         directory_router,
@@ -257,8 +261,6 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         audit_router,
         vetting_router,
         notifications_router,
-        glucose_router,
-        nightscout_router,
         web_router,
     ):
         app.include_router(router)

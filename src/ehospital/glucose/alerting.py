@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from ehospital.audit.service import record
 from ehospital.auth.models import Account
@@ -95,6 +96,19 @@ def alert_text(
     )
 
 
+# Statements run on every upload, built once.
+_CURRENT_PLAN = (
+    select(CarePlan)
+    .where(CarePlan.patient_id == bindparam("patient"))
+    .order_by(CarePlan.version.desc())
+    .limit(1)
+)
+_LIVE_ALERTS = select(Alert).where(
+    Alert.patient_id == bindparam("patient"), Alert.status != AlertStatus.RESOLVED
+)
+_LAST_OF_PATIENT = select(func.max(Device.last_reading_at)).where(Device.patient_id == bindparam("patient"))
+
+
 @dataclass(frozen=True)
 class Care:
     """What the current care plan says about alerting (defaults without a plan)."""
@@ -122,9 +136,7 @@ class AlertService:
         return Care(Thresholds.of(json.loads(plan.thresholds)), plan.unit, plan.doctor_id)
 
     async def live(self, patient_id: int) -> dict[str, Alert]:
-        rows = await self.session.scalars(
-            select(Alert).where(Alert.patient_id == patient_id, Alert.status != AlertStatus.RESOLVED)
-        )
+        rows = await self.session.scalars(_LIVE_ALERTS, {"patient": patient_id})
         return {a.condition: a for a in rows}
 
     async def judge(self, patient_id: int, now: datetime, latest: datetime) -> list[Alert]:
@@ -133,9 +145,7 @@ class AlertService:
         resolutions but raise nothing: they describe the past."""
         care = await self.care(patient_id)
         th = care.thresholds
-        end = await self.session.scalar(
-            select(func.max(Device.last_reading_at)).where(Device.patient_id == patient_id)
-        )
+        end = await self.session.scalar(_LAST_OF_PATIENT, {"patient": patient_id})
         end = max(end or latest, latest)
         rows = await ReadingRepository(self.session).series(
             patient_id, end - timedelta(minutes=th.window_minutes), end
@@ -180,19 +190,25 @@ class AlertService:
         return alert
 
     async def _notify(self, alert: Alert, care: Care, now: datetime) -> None:
-        patient = await self.session.get(Patient, alert.patient_id)
-        assert patient is not None
-        recipients: list[tuple[int, tuple[str, ...], str | None]] = [
-            (patient.account_id, ("in_app", *self._extra(alert)), None)
-        ]
-        if care.doctor_id is not None and alert.condition in CARE_TEAM_CONDITIONS:
-            doctor_account = await self.session.scalar(
-                select(Doctor.account_id).where(Doctor.id == care.doctor_id)
+        # The patient's account and language, and the plan doctor's, in one query.
+        doctor_account = aliased(Account)
+        row = (
+            await self.session.execute(
+                select(
+                    Patient.account_id, Patient.name, Account.locale, Doctor.account_id, doctor_account.locale
+                )
+                .join(Account, Account.id == Patient.account_id)
+                .outerjoin(Doctor, Doctor.id == care.doctor_id)
+                .outerjoin(doctor_account, doctor_account.id == Doctor.account_id)
+                .where(Patient.id == alert.patient_id)
             )
-            if doctor_account is not None:
-                recipients.append((doctor_account, ("in_app",), patient.name))
-        for account_id, channels, about in recipients:
-            locale = await self.session.scalar(select(Account.locale).where(Account.id == account_id)) or "zh"
+        ).one()
+        recipients: list[tuple[int, str, tuple[str, ...], str | None]] = [
+            (row[0], row[2] or "zh", ("in_app", *self._extra(alert)), None)
+        ]
+        if row[3] is not None and alert.condition in CARE_TEAM_CONDITIONS:
+            recipients.append((row[3], row[4] or "zh", ("in_app",), row[1]))
+        for account_id, locale, channels, about in recipients:
             title, body = alert_text(alert.condition, locale, care.thresholds, care.unit, alert.value_mgdl)
             if about:
                 title = f"{about}：{title}" if locale == "zh" else f"{about}: {title}"

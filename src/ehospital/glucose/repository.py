@@ -154,13 +154,8 @@ class ReadingRepository:
             )
             for r in readings
         ]
-        before = await self._sqlite_changes()
-        await conn.exec_driver_sql(_SQLITE_INSERT, rows)
-        return await self._sqlite_changes() - before
-
-    async def _sqlite_changes(self) -> int:
-        conn = await self.session.connection()
-        return int((await conn.exec_driver_sql("SELECT total_changes()")).scalar_one())
+        result = await conn.exec_driver_sql(_SQLITE_INSERT, rows)
+        return int(result.rowcount)  # executemany's rowcount: the rows inserted, not those ignored
 
     async def series(
         self, patient_id: int, start: datetime | None = None, end: datetime | None = None

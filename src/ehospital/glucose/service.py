@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
@@ -23,6 +23,16 @@ from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from ehospital.kit.models import one_or_none, utcnow
 from ehospital.patients.models import Patient
 from ehospital.patients.repository import visible_patients
+
+# The statements of every upload, built once (building them costs more than running them).
+_DEVICE_BY_DIGEST = select(Device).where(Device.secret_digest == bindparam("digest"))
+_LAST_READING = (
+    update(Device)
+    .where(Device.id == bindparam("device"))
+    .where((Device.last_reading_at.is_(None)) | (Device.last_reading_at < bindparam("latest")))
+    .values(last_reading_at=bindparam("latest"))
+    .execution_options(synchronize_session=False)
+)
 
 
 def api_secret_of(secret: str) -> str:
@@ -128,8 +138,8 @@ class GlucoseService:
         """The device whose secret's SHA-1 this is (Nightscout's `api-secret`), or 401."""
         if not api_secret or len(api_secret) > 128:
             raise Unauthenticated("the api-secret header is missing", code="api_secret_missing")
-        device = await one_or_none(
-            self.session, select(Device).where(Device.secret_digest == secret_digest(api_secret))
+        device: Device | None = await self.session.scalar(
+            _DEVICE_BY_DIGEST, {"digest": secret_digest(api_secret)}
         )
         if device is None or not hmac.compare_digest(device.secret_digest, secret_digest(api_secret)):
             raise Unauthenticated("the api-secret matches no registered device", code="invalid_api_secret")
@@ -167,12 +177,7 @@ class GlucoseService:
         result = UploadResult(received, stored, len(parsed) - stored, errors)
         if stored:
             latest = max(r.measured_at for r in parsed)
-            await self.session.execute(
-                update(Device)
-                .where(Device.id == device.id)
-                .where((Device.last_reading_at.is_(None)) | (Device.last_reading_at < latest))
-                .values(last_reading_at=latest)
-            )
+            await self.session.execute(_LAST_READING, {"device": device.id, "latest": latest})
             raised = await AlertService(self.session).judge(device.patient_id, now, latest)
             result.alerts = [a.condition for a in raised]
         record(self.session, SYSTEM, "upload", "glucose_device", device.id, patient_id=device.patient_id)
