@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ehospital.glucose import Series, all_metrics, basic_metrics
@@ -228,3 +229,34 @@ def test_hall_subjects_with_sessions_months_apart_are_not_sufficient() -> None:
         for pid, v in per_id.items()
     }
     assert len(verdicts) == 19 and not any(verdicts.values())  # about a week of wear each
+
+
+@needs_data
+def test_censored_lo_readings_are_counted_and_reported() -> None:
+    """The Shanghai sensors floor at 2.2 mmol/L (39.6 mg/dL, "LO"): those readings are counted,
+    still count as below 54, and the report says the true values may have been lower."""
+    from ehospital.glucose.report import build_report, targets_for
+
+    per_id: dict[str, list[tuple[datetime, float]]] = {}
+    with (CGM / "shanghai_cgm_tidy.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["gl"] not in ("", "NA"):
+                per_id.setdefault(row["id"], []).append(
+                    (datetime.fromisoformat(row["time"]), float(row["gl"]))
+                )
+    total = 0
+    for values in per_id.values():
+        s = Series.of([t for t, _ in values], [g for _, g in values], "mmol/L")
+        got = basic_metrics(s)
+        floor = int(np.count_nonzero(np.isclose(s.glucose, 39.6)))
+        assert got["sensor_floor_readings"] == floor
+        total += floor
+        if floor:
+            assert got["below_54"] > 0
+            end = float(s.times[-1])
+            report = build_report(
+                s, start=end - 14 * 86400, end=end, targets=targets_for("standard"), locale="en"
+            )
+            inside = int(np.count_nonzero(np.isclose(s.glucose[s.times > end - 14 * 86400], 39.6)))
+            assert any("lower limit" in note for note in report.notes) == (inside > 0)
+    assert total == 485  # as the data's README counts them

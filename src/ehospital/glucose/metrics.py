@@ -47,6 +47,9 @@ class Series:
 
 
 MGDL_PER_MMOL = 18.0
+# The limits of common CGMs (Dexcom, Libre, Sibionics): readings at or beyond are LO / HI.
+SENSOR_FLOOR_MGDL = 40.0
+SENSOR_CEILING_MGDL = 400.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,11 @@ def basic_metrics(s: Series) -> dict[str, float]:
         "j_index": 0.001 * (mean + sd) ** 2,
         "m_value": float(1000.0 * np.mean(np.abs(np.log10(g / 90.0)) ** 3)),
         "iqr": float(q75 - q25),
+        # Censored readings: CGMs show "LO" / "HI" beyond what they measure and uploaders send
+        # the limit (40 mg/dL or 2.2 mmol/L = 39.6; 400). The true value was at or beyond it, so
+        # the figures above understate how low (high) those readings were.
+        "sensor_floor_readings": int(np.count_nonzero(g <= SENSOR_FLOOR_MGDL)),
+        "sensor_ceiling_readings": int(np.count_nonzero(g >= SENSOR_CEILING_MGDL)),
     }
 
 

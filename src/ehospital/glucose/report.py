@@ -42,6 +42,7 @@ from ehospital.glucose.metrics import (
     MGDL_PER_MMOL,
     MGDL_THRESHOLDS,
     MMOL_THRESHOLDS,
+    SENSOR_FLOOR_MGDL,
     Floats,
     Series,
     all_metrics,
@@ -175,6 +176,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "note.short": "时间段为 {days}，短于共识建议的 14 天。",
         "note.insufficient": "传感器佩戴时间 {active}，低于共识要求的 70%，结果可能不具代表性。",
         "note.single": "只有一个读数，无法计算波动指标。",
+        "note.sensor_floor": "有 {count} 个读数处于传感器下限（{limit}，显示为 LO），实际血糖可能更低。",
         "footer": (
             "目标依据国际共识（Battelino 等，Diabetes Care 2019；Lancet Diabetes Endocrinol 2023）。"
             "本报告不构成诊断，治疗调整请遵医嘱。"
@@ -281,6 +283,10 @@ STRINGS: dict[str, dict[str, str]] = {
             "the figures may not be representative."
         ),
         "note.single": "There is only one reading: variability cannot be computed.",
+        "note.sensor_floor": (
+            "{count} readings are at the sensor's lower limit ({limit}, shown as LO): the true "
+            "glucose may have been lower."
+        ),
         "footer": (
             "Targets from the international consensus (Battelino et al., Diabetes Care 2019; "
             "Lancet Diabetes Endocrinol 2023). This report is not a diagnosis; discuss any change "
@@ -733,6 +739,11 @@ def build_report(
         notes.append(text(lang, "note.short", days=days_phrase(lang, days)))
     if n and active < 70.0:
         notes.append(text(lang, "note.insufficient", active=format_percent(active)))
+    floor = int(figures.get("sensor_floor_readings") or 0)
+    if floor:
+        notes.append(
+            text(lang, "note.sensor_floor", count=floor, limit=format_glucose(SENSOR_FLOOR_MGDL, unit))
+        )
 
     report = Report(
         title=title or text(lang, "title"),
