@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +20,7 @@ from ehospital.glucose.models import Alert
 from ehospital.notifications.models import Notification
 from tests.personas import World, accepted_consultation
 from tests.test_glucose_ingest import register
+from tests.test_prescriptions import diagnosed, draft, formulary  # noqa: F401  (a fixture)
 
 
 def now_utc() -> datetime:
@@ -295,3 +297,35 @@ async def test_evaluate_alert_service_is_unit_aware(session: AsyncSession) -> No
     else:
         raise AssertionError("thresholds out of order were accepted")
     assert await session.scalar(select(Alert.id).limit(1)) is None
+
+
+@pytest.mark.usefixtures("formulary")
+async def test_plan_medications_link_to_the_patients_prescriptions(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    cid = await diagnosed(client, world)
+    r = await draft(client, world, cid)
+    assert r.status_code == 201, r.text
+    rx_id = r.json()["id"]
+    patient_id = world.alice.family[0].id
+    url = f"/api/v1/patients/{patient_id}/care-plan"
+    linked = {
+        **PLAN,
+        "medications": [
+            {"name": "metformin", "dose": "500 mg", "times": ["08:00"], "prescription_id": rx_id}
+        ],
+    }
+    r = await client.put(url, headers=world.dr_dia.headers, json=linked)
+    assert r.status_code == 201, r.text
+    assert r.json()["medications"][0]["prescription_id"] == rx_id
+    unknown = {**PLAN, "medications": [{"name": "x", "dose": "1", "prescription_id": rx_id + 1000}]}
+    r = await client.put(url, headers=world.dr_dia.headers, json=unknown)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "prescription_not_found")
+    # Another patient's prescription cannot be linked either.
+    r = await client.put(
+        f"/api/v1/patients/{world.alice.family[0].id}/care-plan/history",
+        headers=world.dr_dia.headers,
+        json=linked,
+    )
+    assert r.status_code == 405
+    assert len((await client.get(f"{url}/history", headers=world.alice.headers)).json()) == 1

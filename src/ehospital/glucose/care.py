@@ -22,11 +22,12 @@ from ehospital.glucose.report import Report, build_report, targets_for
 from ehospital.glucose.repository import ReadingRepository, SeriesRows
 from ehospital.glucose.schemas import CarePlanIn, CarePlanRead, Medication, Reminder
 from ehospital.kit.context import Actor
-from ehospital.kit.errors import Forbidden, NotFound
+from ehospital.kit.errors import Forbidden, NotFound, Unprocessable
 from ehospital.kit.models import utcnow
 from ehospital.notifications.service import queue
 from ehospital.patients.models import Patient
 from ehospital.patients.repository import visible_patients
+from ehospital.prescriptions.models import Prescription
 
 DEFAULT_DAYS = 14
 GRI_ZONES = ("A", "B", "C", "D", "E")
@@ -134,6 +135,21 @@ class CareService:
         if not actor.is_practising_doctor:
             raise Forbidden("only the patient's doctors write care plans", code="not_a_doctor")
         patient = await self._patient(actor, patient_id)
+        linked = {m.prescription_id for m in data.medications if m.prescription_id is not None}
+        if linked:
+            found = set(
+                await self.session.scalars(
+                    select(Prescription.id).where(
+                        Prescription.id.in_(linked), Prescription.patient_id == patient.id
+                    )
+                )
+            )
+            if linked - found:
+                raise Unprocessable(
+                    "a medication is linked to a prescription this patient does not have",
+                    code="prescription_not_found",
+                    prescription_ids=sorted(linked - found),
+                )
         latest = await self.session.scalar(
             select(func.max(CarePlan.version)).where(CarePlan.patient_id == patient.id)
         )
