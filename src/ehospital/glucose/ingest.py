@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from ehospital.glucose.metrics import MGDL_PER_MMOL
+import numpy as np
+import numpy.typing as npt
+
+from ehospital.glucose.metrics import MGDL_PER_MMOL, Floats
 
 UNITS = ("mg/dL", "mmol/L")
 KINDS = ("cgm", "smbg")
@@ -48,6 +51,54 @@ class Parsed:
     unit: str
     kind: str
     epoch: float  # measured_at as POSIX seconds
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Valid readings column by column, as they are stored (a bulk upload is tens of thousands
+    of readings: columns cost a fraction of an object per reading)."""
+
+    epoch: Floats  # POSIX seconds
+    offset: npt.NDArray[np.int32]  # minutes east of UTC where it was measured
+    mgdl: Floats
+    value: Floats  # as measured
+    unit: list[str]
+    kind: list[str]
+
+    def __len__(self) -> int:
+        return int(self.epoch.size)
+
+    @classmethod
+    def of(cls, parsed: Sequence[Parsed]) -> Batch:
+        return cls(
+            np.array([p.epoch for p in parsed], dtype=np.float64),
+            np.array([p.offset_minutes for p in parsed], dtype=np.int32),
+            np.array([p.mgdl for p in parsed], dtype=np.float64),
+            np.array([p.value for p in parsed], dtype=np.float64),
+            [p.unit for p in parsed],
+            [p.kind for p in parsed],
+        )
+
+    def __add__(self, other: Batch) -> Batch:
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        return Batch(
+            np.concatenate((self.epoch, other.epoch)),
+            np.concatenate((self.offset, other.offset)),
+            np.concatenate((self.mgdl, other.mgdl)),
+            np.concatenate((self.value, other.value)),
+            self.unit + other.unit,
+            self.kind + other.kind,
+        )
+
+    @property
+    def latest(self) -> datetime:
+        return datetime.fromtimestamp(float(self.epoch.max()), UTC)
+
+
+EMPTY = Batch.of([])
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,39 +187,107 @@ def _recent(when: datetime, now: datetime) -> datetime:
 
 Outcome = tuple[list[Parsed], list[ItemError]]
 _ITEM_KEYS = frozenset({"time", "value", "unit", "kind"})
+_UNIT_SET = frozenset(UNITS)
+_KIND_SET = frozenset(KINDS)
+_OFFSETS: dict[str, int] = {}  # "+08:00" -> 480, filled as offsets are met
 
 
-def parse_items(items: Sequence[Any], device: DeviceDefaults, now: datetime) -> Outcome:
-    """Our JSON: `[{"time": ISO 8601, "value": n, "unit"?: "mg/dL"|"mmol/L", "kind"?: "cgm"|"smbg"}]`."""
+def _offset_suffix(tail: str) -> int | None:
+    """Minutes of a "+HH:MM" / "-HH:MM" ending, or None when it is not one."""
+    found = _OFFSETS.get(tail)
+    if found is None and len(tail) == 6 and tail[0] in "+-" and tail[3] == ":":
+        hours, minutes = tail[1:3], tail[4:6]
+        if hours.isdigit() and minutes.isdigit() and int(hours) <= 14 and int(minutes) < 60:
+            found = (int(hours) * 60 + int(minutes)) * (1 if tail[0] == "+" else -1)
+            _OFFSETS[tail] = found
+    return found
+
+
+def parse_items(items: Sequence[Any], device: DeviceDefaults, now: datetime) -> tuple[Batch, list[ItemError]]:
+    """Our JSON: `[{"time": ISO 8601, "value": n, "unit"?: "mg/dL"|"mmol/L", "kind"?: "cgm"|"smbg"}]`.
+
+    Items of the usual shape are checked column by column with numpy (times parsed in C); the
+    others, and any that fail there, are checked one by one to name what is wrong."""
+    at: list[int] = []
+    stamps: list[str] = []
+    offsets: list[int] = []
+    values: list[float | int] = []
+    units: list[str] = []
+    kinds: list[str] = []
+    careful: list[int] = []
+    own_unit, own_kind, own_offset = device.unit, device.kind, device.offset_minutes
+    for index, item in enumerate(items):
+        if type(item) is dict and _ITEM_KEYS.issuperset(item):
+            raw_time, value = item.get("time"), item.get("value")
+            if (
+                type(raw_time) is str
+                and (type(value) is float or type(value) is int)
+                and 16 <= len(raw_time) <= 35
+            ):
+                unit, kind = item.get("unit", own_unit), item.get("kind", own_kind)
+                if unit in _UNIT_SET and kind in _KIND_SET:
+                    if raw_time[-1] == "Z":
+                        stamp, offset = raw_time[:-1], 0
+                    else:
+                        suffix = _offset_suffix(raw_time[-6:])
+                        if suffix is None:  # naive (the device's offset), or an offset spelt otherwise
+                            if "+" in raw_time or raw_time.count("-") != 2:
+                                careful.append(index)
+                                continue
+                            stamp, offset = raw_time, own_offset
+                        else:
+                            stamp, offset = raw_time[:-6], suffix
+                    at.append(index)
+                    stamps.append(stamp)
+                    offsets.append(offset)
+                    values.append(value)
+                    units.append(unit)
+                    kinds.append(kind)
+                    continue
+        careful.append(index)
+    batch = EMPTY
+    if at:
+        try:
+            local = np.array(stamps, dtype="datetime64[us]").astype(np.int64)
+            measured = np.array(values, dtype=np.float64)
+        except (ValueError, OverflowError):  # some time or value numpy cannot read: one by one
+            careful = sorted(careful + at)
+        else:
+            offset_array = np.array(offsets, dtype=np.int32)
+            epoch = local / 1e6 - offset_array * 60.0
+            mmol = np.array([u == "mmol/L" for u in units], dtype=np.bool_)
+            mgdl = np.where(mmol, measured * MGDL_PER_MMOL, measured)
+            low, high = MGDL_RANGE
+            with np.errstate(invalid="ignore"):
+                ok = (
+                    (mgdl >= low)
+                    & (mgdl <= high)
+                    & (epoch >= (now - MAX_AGE).timestamp())
+                    & (epoch <= (now + FUTURE_TOLERANCE).timestamp())
+                )
+            if not ok.all():
+                careful = sorted(careful + [at[i] for i in np.flatnonzero(~ok).tolist()])
+            keep = np.flatnonzero(ok).tolist()
+            batch = Batch(
+                epoch[ok],
+                offset_array[ok],
+                mgdl[ok],
+                measured[ok],
+                [units[i] for i in keep] if len(keep) < len(units) else units,
+                [kinds[i] for i in keep] if len(keep) < len(kinds) else kinds,
+            )
+    good, bad = _parse_carefully(items, careful, device, now)
+    return batch + Batch.of(good), bad
+
+
+def _parse_carefully(
+    items: Sequence[Any], indexes: list[int], device: DeviceDefaults, now: datetime
+) -> Outcome:
     good: list[Parsed] = []
     bad: list[ItemError] = []
-    keep = good.append
-    # Compared as POSIX seconds: comparing aware datetimes of different offsets costs 4 µs.
-    latest, earliest = (now + FUTURE_TOLERANCE).timestamp(), (now - MAX_AGE).timestamp()
-    low, high = MGDL_RANGE
-    for index, item in enumerate(items):
-        # The common case checked inline (a bulk upload is tens of thousands of these): an object
-        # of known fields, a number, a known unit and kind, a time with its offset, all in range.
-        if type(item) is dict and _ITEM_KEYS.issuperset(item):
-            raw_time: Any = item.get("time")
-            value: Any = item.get("value")
-            unit, kind = item.get("unit", device.unit), item.get("kind", device.kind)
-            if type(raw_time) is str and type(value) in (float, int) and unit in UNITS and kind in KINDS:
-                try:
-                    when: datetime | None = (
-                        datetime.fromisoformat(raw_time) if 10 <= len(raw_time) <= 40 else None
-                    )
-                except ValueError:
-                    when = None
-                offset = when.utcoffset() if when is not None else None
-                if when is not None and offset is not None:
-                    epoch = when.timestamp()
-                    mgdl = value * MGDL_PER_MMOL if unit == "mmol/L" else float(value)
-                    if earliest <= epoch <= latest and low <= mgdl <= high:
-                        minutes = int(offset.total_seconds()) // 60
-                        keep(Parsed(when, minutes, mgdl, float(value), unit, kind, epoch))
-                        continue
-        try:  # anything else, checked step by step to name what is wrong (or accept it)
+    for index in indexes:
+        item = items[index]
+        try:
             if not isinstance(item, dict):
                 raise Rejected("invalid_item", "each reading must be a JSON object")
             if not _ITEM_KEYS.issuperset(item):
@@ -181,7 +300,7 @@ def parse_items(items: Sequence[Any], device: DeviceDefaults, now: datetime) -> 
             if kind not in KINDS:
                 raise Rejected("invalid_kind", "kind must be cgm or smbg")
             moment, minutes = _instant(item.get("time"), device.offset_minutes, now)
-            keep(Parsed(moment, minutes, mgdl, checked, unit, kind, moment.timestamp()))
+            good.append(Parsed(moment, minutes, mgdl, checked, unit, kind, moment.timestamp()))
         except Rejected as exc:
             bad.append(ItemError(index, exc.code, exc.message))
     return good, bad

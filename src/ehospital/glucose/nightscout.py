@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ehospital import __version__
 from ehospital.deps import SessionDep
-from ehospital.glucose.ingest import MAX_ITEMS, parse_nightscout
+from ehospital.glucose.ingest import MAX_ITEMS, Batch, parse_nightscout
 from ehospital.glucose.models import Device, Reading
 from ehospital.glucose.router import read_json_body
 from ehospital.glucose.service import GlucoseService, defaults_of
@@ -58,7 +58,7 @@ async def post_entries(request: Request, session: SessionDep, api_secret: ApiSec
         raise PayloadTooLarge(f"at most {MAX_ITEMS} entries per upload", code="too_many_readings")
     now = utcnow()
     slots, bad = parse_nightscout(entries, defaults_of(device), now)
-    good = [p for p in slots if p is not None]
+    good = Batch.of([p for p in slots if p is not None])
     await service.ingest(device, "nightscout", good, bad, len(entries), now)
     errors = {e.index: e for e in bad}
     answer: list[dict[str, Any]] = []

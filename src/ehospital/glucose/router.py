@@ -13,7 +13,7 @@ from ehospital.auth.service import AuthService
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep, client_address, request_id
 from ehospital.glucose.alerting import AlertService, value_of
 from ehospital.glucose.care import CareService, plan_read
-from ehospital.glucose.ingest import MAX_ITEMS, ItemError, Parsed, Rejected, parse_fhir, parse_items
+from ehospital.glucose.ingest import MAX_ITEMS, Batch, ItemError, Rejected, parse_fhir, parse_items
 from ehospital.glucose.models import Alert, Device
 from ehospital.glucose.render import render_page, render_pdf
 from ehospital.glucose.schemas import (
@@ -132,14 +132,15 @@ async def retire_device(uid: str, actor: CurrentActor, session: SessionDep) -> D
     return device_read(await GlucoseService(session).retire_device(actor, uid[:40]))
 
 
-def parse_upload(body: Any, device: Device, now: datetime) -> tuple[list[Parsed], list[ItemError], int]:
+def parse_upload(body: Any, device: Device, now: datetime) -> tuple[Batch, list[ItemError], int]:
     """Our JSON (an array, or `{"readings": [...]}`) or FHIR (a Bundle or one Observation)."""
     defaults = defaults_of(device)
     if isinstance(body, dict) and "resourceType" in body:
         try:
-            good, bad = parse_fhir(body, defaults, now)
+            found, bad = parse_fhir(body, defaults, now)
         except Rejected as exc:
             raise Unprocessable(exc.message, code=exc.code) from None
+        good = Batch.of(found)
         received = len(good) + len(bad)
     else:
         items = body.get("readings") if isinstance(body, dict) and body.keys() == {"readings"} else body
@@ -179,7 +180,7 @@ async def upload_readings(
     now = utcnow()
     body = await read_json_body(request)
     good, bad, received = parse_upload(body, device, now)
-    if bad and not good:
+    if bad and not len(good):
         raise Unprocessable(
             "no reading in the upload was acceptable",
             code="no_valid_readings",

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
 from ehospital.glucose.alerting import AlertService
-from ehospital.glucose.ingest import DeviceDefaults, ItemError, Parsed
+from ehospital.glucose.ingest import Batch, DeviceDefaults, ItemError
 from ehospital.glucose.models import Device, DeviceKind
 from ehospital.glucose.repository import ReadingRepository, SeriesRows
 from ehospital.glucose.schemas import DeviceCreate
@@ -166,7 +166,7 @@ class GlucoseService:
         self,
         device: Device,
         source: str,
-        parsed: list[Parsed],
+        parsed: Batch,
         errors: list[ItemError],
         received: int,
         now: datetime | None = None,
@@ -176,7 +176,7 @@ class GlucoseService:
         stored = await self.readings_repo.insert(device.patient_id, device.id, source, parsed, now)
         result = UploadResult(received, stored, len(parsed) - stored, errors)
         if stored:
-            latest = max(r.measured_at for r in parsed)
+            latest = parsed.latest
             await self.session.execute(_LAST_READING, {"device": device.id, "latest": latest})
             raised = await AlertService(self.session).judge(device.patient_id, now, latest)
             result.alerts = [a.condition for a in raised]
