@@ -76,7 +76,8 @@ _DUSK = datetime(9999, 1, 1, tzinfo=UTC)
 _SERIES = {
     dialect: text(
         f"SELECT {epoch}, utc_offset_minutes, mgdl, unit FROM glucose_readings "
-        "WHERE patient_id = :p AND measured_at > :start AND measured_at <= :end ORDER BY measured_at, id"
+        "WHERE device_id IN (SELECT id FROM glucose_devices WHERE patient_id = :p) "
+        "AND measured_at > :start AND measured_at <= :end ORDER BY measured_at, id"
     ).bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
     for dialect, epoch in _EPOCH.items()
 }
