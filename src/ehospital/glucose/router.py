@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -81,8 +81,8 @@ async def read_json_body(request: Request, limit: int = MAX_UPLOAD_BYTES) -> Any
                 f"uploads are limited to {limit} bytes", code="upload_too_large", limit=limit
             )
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise BadRequest("the request body is not valid JSON", code="malformed_json") from None
 
 
