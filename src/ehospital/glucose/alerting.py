@@ -147,13 +147,15 @@ class AlertService:
         th = care.thresholds
         end = await self.session.scalar(_LAST_OF_PATIENT, {"patient": patient_id})
         end = max(end or latest, latest)
+        fresh = (now - end).total_seconds() <= th.no_data_minutes * 60
+        live = await self.live(patient_id)
+        if not fresh and not live:
+            return []  # a backfill of the past with nothing in force: nothing to judge
         rows = await ReadingRepository(self.session).series(
             patient_id, end - timedelta(minutes=th.window_minutes), end
         )
         onsets = evaluate(rows.times, rows.mgdl, th, care.unit)
-        live = await self.live(patient_id)
         raised: list[Alert] = []
-        fresh = (now - end).total_seconds() <= th.no_data_minutes * 60
         for condition, alert in live.items():
             if condition not in onsets and (condition != "no_data" or fresh):
                 self._resolve(alert, now)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ehospital.db import session_scope
 from ehospital.glucose.ingest import MAX_ITEMS, parse_items
-from ehospital.glucose.service import GlucoseService, defaults_of
+from ehospital.glucose.service import DeviceKey, GlucoseService, defaults_of
 from ehospital.kit.errors import DomainError
 from ehospital.kit.models import utcnow
 
@@ -94,7 +94,7 @@ async def handle(payload: bytes, uid: str, sessionmaker: async_sessionmaker[Asyn
                 raise _Refused("invalid_api_secret", "the api_secret is not this device's")
             now = utcnow()
             good, bad = parse_items(items, defaults_of(device), now)
-            result = await service.ingest(device, "mqtt", good, bad, len(items), now)
+            result = await service.ingest(DeviceKey.of(device), "mqtt", good, bad, len(items), now)
         answer.update(result.as_dict())
         answer["ok"] = True
     except _Refused as exc:

@@ -16,7 +16,7 @@ from ehospital.deps import SessionDep
 from ehospital.glucose.ingest import MAX_ITEMS, Batch, parse_nightscout
 from ehospital.glucose.models import Device, Reading
 from ehospital.glucose.router import read_json_body
-from ehospital.glucose.service import GlucoseService, defaults_of
+from ehospital.glucose.service import DeviceKey, GlucoseService, defaults_of
 from ehospital.kit.errors import PayloadTooLarge, Unprocessable
 from ehospital.kit.models import utcnow
 
@@ -59,7 +59,7 @@ async def post_entries(request: Request, session: SessionDep, api_secret: ApiSec
     now = utcnow()
     slots, bad = parse_nightscout(entries, defaults_of(device), now)
     good = Batch.of([p for p in slots if p is not None])
-    await service.ingest(device, "nightscout", good, bad, len(entries), now)
+    await service.ingest(DeviceKey.of(device), "nightscout", good, bad, len(entries), now)
     errors = {e.index: e for e in bad}
     answer: list[dict[str, Any]] = []
     for index, parsed in enumerate(slots):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,7 +65,55 @@ class UploadResult:
         }
 
 
-def defaults_of(device: Device) -> DeviceDefaults:
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    """What an upload needs to know of its device (kept in the process's cache of devices)."""
+
+    id: int
+    patient_id: int
+    uid: str
+    kind: str
+    unit: str
+    utc_offset_minutes: int
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceKey:
+        return cls(
+            device.id, device.patient_id, device.uid, device.kind, device.unit, device.utc_offset_minutes
+        )
+
+
+class DeviceCache:
+    """Devices whose api-secret this process checked recently, so an upload is parsed before it
+    touches the database (SQLite serves one request at a time). An entry lives `ttl` seconds;
+    retiring a device evicts it here at once, and in other processes within `ttl`
+    (EHOSPITAL_TOKEN_CACHE_SECONDS, as for bearer tokens)."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._entries: dict[bytes, tuple[DeviceKey, float]] = {}
+        self.max_entries = max_entries
+
+    def get(self, digest: bytes) -> DeviceKey | None:
+        found = self._entries.get(digest)
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
+
+    def put(self, digest: bytes, key: DeviceKey, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[digest] = (key, time.monotonic() + seconds)
+
+    def evict(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
+
+known_devices = DeviceCache()
+
+
+def defaults_of(device: Device | DeviceKey) -> DeviceDefaults:
     kind = "cgm" if device.kind == DeviceKind.CGM else "smbg"
     return DeviceDefaults(unit=device.unit, offset_minutes=device.utc_offset_minutes, kind=kind)
 
@@ -129,6 +178,7 @@ class GlucoseService:
 
     async def retire_device(self, actor: Actor, uid: str) -> Device:
         device = await self.owned_device(actor, uid)
+        known_devices.evict(device.secret_digest)
         if device.retired_at is None:
             device.retired_at = utcnow()
             record(self.session, actor, "retire", "glucose_device", device.id, patient_id=device.patient_id)
@@ -147,24 +197,38 @@ class GlucoseService:
             raise Unauthenticated("this device has been retired", code="device_retired")
         return device
 
-    async def uploading_device(self, actor: Actor | None, uid: str, api_secret: str | None) -> Device:
+    async def device_key(self, api_secret: str | None, ttl: float = 0.0) -> DeviceKey:
+        """The device of an api-secret, from this process's cache when it was checked less
+        than `ttl` seconds ago, else from the database (401 when none, or retired)."""
+        if api_secret and len(api_secret) <= 128:
+            cached = known_devices.get(secret_digest(api_secret))
+            if cached is not None:
+                return cached
+        device = await self.device_by_api_secret(api_secret)
+        key = DeviceKey.of(device)
+        known_devices.put(device.secret_digest, key, ttl)
+        return key
+
+    async def uploading_device(
+        self, actor: Actor | None, uid: str, api_secret: str | None, ttl: float = 0.0
+    ) -> DeviceKey:
         """The device an upload is for: named by uid and proven by its api-secret, or by the
         bearer token of its patient's account."""
         if actor is None:
-            device = await self.device_by_api_secret(api_secret)
-            if device.uid != uid:
+            key = await self.device_key(api_secret, ttl)
+            if key.uid != uid:
                 raise NotFound("no such device", code="device_not_found")
-            return device
+            return key
         device = await self.owned_device(actor, uid)
         if device.retired_at is not None:
             raise Conflict("this device has been retired", code="device_retired")
-        return device
+        return DeviceKey.of(device)
 
     # --- readings -------------------------------------------------------------------------------
 
     async def ingest(
         self,
-        device: Device,
+        device: DeviceKey,
         source: str,
         parsed: Batch,
         errors: list[ItemError],
