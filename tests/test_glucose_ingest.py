@@ -281,3 +281,21 @@ async def test_doctors_see_readings_of_their_patients_only(client: httpx.AsyncCl
     assert (await client.get(url, headers=world.bob.headers)).status_code == 404
     r = await client.get(url, headers=alice.headers, params={"start": "2026-01-01T00:00:00"})
     assert (r.status_code, r.json()["error"]["code"]) == (422, "naive_time")
+
+
+async def test_a_large_upload_is_stored_whole_and_once(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    """More readings than one statement carries (SQLite takes them 3,000 at a time)."""
+    alice = world.alice
+    device = await register(client, alice, alice.family[0].id, unit="mg/dL")
+    first = minutes_ago(7001)
+    items = [{"time": (first + timedelta(minutes=i)).isoformat(), "value": 100 + i % 50} for i in range(7000)]
+    url = f"/api/v1/glucose/devices/{device['uid']}/readings"
+    r = await client.post(url, headers={"api-secret": device["api_secret"]}, json=items)
+    assert (r.json()["stored"], r.json()["duplicates"]) == (7000, 0)
+    r = await client.post(url, headers={"api-secret": device["api_secret"]}, json=items[3500:] + items[:10])
+    assert (r.json()["stored"], r.json()["duplicates"]) == (0, 3510)
+    assert await count_readings(session) == 7000
+    total = await session.scalar(select(func.sum(Reading.mgdl)))
+    assert total == pytest.approx(sum(100 + i % 50 for i in range(7000)))
