@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ehospital.glucose import Series, all_metrics, basic_metrics
 from ehospital.glucose.metrics import episodes, sufficiency
@@ -260,3 +262,26 @@ def test_censored_lo_readings_are_counted_and_reported() -> None:
             inside = int(np.count_nonzero(np.isclose(s.glucose[s.times > end - 14 * 86400], 39.6)))
             assert any("lower limit" in note for note in report.notes) == (inside > 0)
     assert total == 485  # as the data's README counts them
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=6 * 3600), min_size=1, max_size=60),
+    st.integers(min_value=0, max_value=86_399),
+)
+def test_any_spacing_of_readings_gives_metrics_and_a_report(gaps: list[int], start_second: int) -> None:
+    """Readings at any intervals (a meter and a CGM together, seconds or hours apart) never
+    break the metrics or the report (a 7-minute median once made a grid that did not divide
+    a day)."""
+    from ehospital.glucose.report import build_report, targets_for
+
+    base = datetime(2026, 11, 1) + timedelta(seconds=start_second)
+    offsets = np.cumsum([0, *gaps])
+    times = [base + timedelta(seconds=int(o)) for o in offsets]
+    values = [40.0 + (i * 37) % 300 for i in range(len(times))]
+    series = Series.of(times, values)
+    found = all_metrics(series)
+    assert found["n_readings"] == len(times)
+    end = float(series.times[-1])
+    report = build_report(series, start=end - 14 * 86400, end=end, targets=targets_for("standard"))
+    assert report.as_dict()["table"]

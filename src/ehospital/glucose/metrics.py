@@ -72,11 +72,18 @@ def _naive_seconds(ts: datetime) -> float:
     return (ts - datetime(1970, 1, 1)).total_seconds()
 
 
+# Grid steps that divide a day into whole points (the day-by-day grid has one row per day).
+_DAY_STEPS = np.array([m for m in range(1, 61) if 1440 % m == 0], dtype=np.float64)
+
+
 def sampling_interval_minutes(s: Series) -> float:
-    """dt0: the median interval between readings, in whole minutes (5 for most CGMs)."""
+    """dt0: the median interval between readings, in whole minutes (5 for most CGMs; 15 for
+    some), taken to the nearest step that divides a day (1 to 60 minutes): readings 7 minutes
+    apart use 6, and readings seconds apart use 1."""
     if len(s.times) < 2:
         return 5.0
-    return float(round(np.median(np.diff(s.times)) / 60.0))
+    minutes = float(np.median(np.diff(s.times))) / 60.0
+    return float(_DAY_STEPS[np.argmin(np.abs(_DAY_STEPS - minutes))])
 
 
 def _percent(mask: npt.NDArray[np.bool_]) -> float:
