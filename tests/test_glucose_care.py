@@ -111,6 +111,8 @@ async def test_urgent_low_alerts_patient_and_doctor_once(
     ).json()
     assert {a["condition"] for a in live} == {"urgent_low", "low", "rapid_fall"}
     alert_id = next(a["id"] for a in live if a["condition"] == "urgent_low")
+    urgent_alert = next(a for a in live if a["condition"] == "urgent_low")
+    assert (urgent_alert["value"], urgent_alert["unit"], urgent_alert["value_mgdl"]) == (2.8, "mmol/L", 50.0)
     # Bob may not touch it; the doctor may acknowledge; snooze validates its input.
     assert (
         await client.post(f"/api/v1/glucose/alerts/{alert_id}/acknowledge", headers=world.bob.headers)

@@ -53,14 +53,16 @@ def device_read(device: Device) -> DeviceRead:
 
 
 def alert_read(alert: Alert) -> AlertRead:
+    mgdl = value_of(alert)
     return AlertRead(
         id=alert.id,
         patient_id=alert.patient_id,
         condition=alert.condition,
         status=alert.status,
         began_at=alert.began_at,
-        value=value_of(alert),
+        value=None if mgdl is None else round(mgdl / 18.0, 1) if alert.unit == "mmol/L" else round(mgdl),
         unit=alert.unit,
+        value_mgdl=mgdl,
         raised_at=alert.raised_at,
         snoozed_until=alert.snoozed_until,
         acknowledged_at=alert.acknowledged_at,

@@ -141,8 +141,9 @@ class AlertRead(BaseModel):
     condition: str
     status: str
     began_at: datetime
-    value: float | None
+    value: float | None = Field(description="The reading that raised it, in `unit` (none for no data)")
     unit: str
+    value_mgdl: float | None
     raised_at: datetime
     snoozed_until: datetime | None
     acknowledged_at: datetime | None
