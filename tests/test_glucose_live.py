@@ -33,9 +33,14 @@ def _broker_up() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with the MQTT bridge, and beside it a second deployment (its own database) on
+    the same broker: each must receive its own devices' messages, never the other's."""
     _broker_up()
-    data = tmp_path_factory.mktemp("glucose-live")
-    with live_server(data, {"EHOSPITAL_MQTT_URL": f"mqtt://{MQTT_HOST}:{MQTT_PORT}"}) as base:
+    broker = {"EHOSPITAL_MQTT_URL": f"mqtt://{MQTT_HOST}:{MQTT_PORT}"}
+    with (
+        live_server(tmp_path_factory.mktemp("glucose-other"), broker),
+        live_server(tmp_path_factory.mktemp("glucose-live"), broker) as base,
+    ):
         yield base
 
 

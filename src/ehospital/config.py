@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     cds_clients_file: Path | None = None
     # The MQTT broker glucose devices publish to (mqtt://host:1883); empty: no bridge.
     mqtt_url: str = ""
+    # The shared-subscription group of this deployment's processes (default: named after the
+    # database, so two deployments on one broker never take each other's messages).
+    mqtt_group: str = ""
     # Channels besides in-app that carry an urgent-low alert to the patient (e.g. ["sms"]).
     glucose_urgent_channels: list[str] = Field(default_factory=list)
     # Notifications (notifications/adapters.py). SMS through a relay that verifies

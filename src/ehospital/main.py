@@ -32,7 +32,7 @@ from ehospital.deps import Runtime
 from ehospital.directory.router import router as directory_router
 from ehospital.glucose.alerting import AlertService
 from ehospital.glucose.care import CareService
-from ehospital.glucose.mqtt import run_bridge
+from ehospital.glucose.mqtt import default_group, run_bridge
 from ehospital.glucose.nightscout import router as nightscout_router
 from ehospital.glucose.router import router as glucose_router
 from ehospital.kit.errors import DomainError
@@ -199,7 +199,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             )
             tasks.append(asyncio.create_task(_every(5.0, lambda: _notify(runtime, notifiers), "notify")))
             if settings.mqtt_url:
-                tasks.append(asyncio.create_task(run_bridge(settings.mqtt_url, runtime.sessionmaker)))
+                group = settings.mqtt_group or default_group(settings.resolved_database_url())
+                tasks.append(asyncio.create_task(run_bridge(settings.mqtt_url, runtime.sessionmaker, group)))
         try:
             yield
         finally:

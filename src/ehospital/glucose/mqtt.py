@@ -8,13 +8,15 @@ API does (duplicates ignored, per-item errors) and answers on `ehospital/glucose
 with the same summary plus the message id, so a device can drop what was acknowledged and
 re-send the rest: re-sending is harmless.
 
-Every server process may run a bridge: they subscribe through the shared subscription
-`$share/ehospital/…`, so the broker hands each message to one of them.
+Every server process may run a bridge: they subscribe through a shared subscription
+(`$share/<group>/…`, the group named after the deployment's database unless
+EHOSPITAL_MQTT_GROUP says otherwise), so the broker hands each message to one of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -23,10 +25,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ehospital.db import session_scope
 from ehospital.glucose.ingest import MAX_ITEMS, parse_items
+from ehospital.glucose.models import Device
 from ehospital.glucose.service import DeviceKey, GlucoseService, defaults_of
 from ehospital.kit.errors import DomainError
 from ehospital.kit.models import utcnow
@@ -34,7 +38,20 @@ from ehospital.kit.models import utcnow
 log = logging.getLogger("ehospital.mqtt")
 
 TOPIC_PREFIX = "ehospital/glucose"
-SUBSCRIPTION = f"$share/ehospital/{TOPIC_PREFIX}/+/readings"
+READINGS = f"{TOPIC_PREFIX}/+/readings"
+
+
+def subscription(group: str) -> str:
+    """The shared subscription of one deployment's processes: the broker hands each message
+    to one of them. Deployments sharing a broker need different groups (by default each
+    is named after its database), or one would receive the other's devices."""
+    return f"$share/{group}/{READINGS}"
+
+
+def default_group(database_url: str) -> str:
+    return "ehospital-" + hashlib.sha256(database_url.encode()).hexdigest()[:12]
+
+
 MAX_PAYLOAD = 4 * 1024 * 1024
 
 
@@ -65,43 +82,48 @@ def device_of_topic(topic: str) -> str | None:
     return None
 
 
-async def handle(payload: bytes, uid: str, sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
-    """Store one message's readings; the acknowledgement to publish (errors included)."""
-    answer: dict[str, Any] = {}
-    try:
-        if len(payload) > MAX_PAYLOAD:
-            raise _Refused("payload_too_large", f"messages are limited to {MAX_PAYLOAD} bytes")
+async def handle(
+    payload: bytes, uid: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> dict[str, Any] | None:
+    """Store one message's readings; the acknowledgement to publish (errors included), or None
+    for a device this deployment does not know: another deployment on the same broker receives
+    the message too and answers for its own devices."""
+    async with session_scope(sessionmaker) as session:
+        device = await session.scalar(select(Device).where(Device.uid == uid))
+        if device is None:
+            return None
+        answer: dict[str, Any] = {}
         try:
-            message = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise _Refused("malformed_json", "the payload is not valid JSON") from None
-        if not isinstance(message, dict):
-            raise _Refused("invalid_upload", "the payload must be a JSON object")
-        if isinstance(message.get("id"), str | int):
-            answer["id"] = message["id"]
-        items = message.get("readings")
-        if items is None:
-            items = [{k: v for k, v in message.items() if k not in ("api_secret", "id")}]
-        if not isinstance(items, list):
-            raise _Refused("invalid_upload", "readings must be a list")
-        if len(items) > MAX_ITEMS:
-            raise _Refused("too_many_readings", f"at most {MAX_ITEMS} readings per message")
-        async with session_scope(sessionmaker) as session:
-            service = GlucoseService(session)
+            if len(payload) > MAX_PAYLOAD:
+                raise _Refused("payload_too_large", f"messages are limited to {MAX_PAYLOAD} bytes")
+            try:
+                message = json.loads(payload)
+            except (ValueError, UnicodeDecodeError):
+                raise _Refused("malformed_json", "the payload is not valid JSON") from None
+            if not isinstance(message, dict):
+                raise _Refused("invalid_upload", "the payload must be a JSON object")
+            if isinstance(message.get("id"), str | int):
+                answer["id"] = message["id"]
+            items = message.get("readings")
+            if items is None:
+                items = [{k: v for k, v in message.items() if k not in ("api_secret", "id")}]
+            if not isinstance(items, list):
+                raise _Refused("invalid_upload", "readings must be a list")
+            if len(items) > MAX_ITEMS:
+                raise _Refused("too_many_readings", f"at most {MAX_ITEMS} readings per message")
             secret = message.get("api_secret")
-            device = await service.device_by_api_secret(secret if isinstance(secret, str) else None)
-            if device.uid != uid:
+            service = GlucoseService(session)
+            proven = await service.device_by_api_secret(secret if isinstance(secret, str) else None)
+            if proven.id != device.id:
                 raise _Refused("invalid_api_secret", "the api_secret is not this device's")
             now = utcnow()
             good, bad = parse_items(items, defaults_of(device), now)
             result = await service.ingest(DeviceKey.of(device), "mqtt", good, bad, len(items), now)
-        answer.update(result.as_dict())
-        answer["ok"] = True
-    except _Refused as exc:
-        answer.update(ok=False, error={"code": exc.code, "message": exc.message})
-    except DomainError as exc:
-        answer.update(ok=False, error={"code": exc.code, "message": exc.message})
-    return answer
+            answer.update(result.as_dict())
+            answer["ok"] = True
+        except (_Refused, DomainError) as exc:
+            answer.update(ok=False, error={"code": exc.code, "message": exc.message})
+        return answer
 
 
 class _Refused(Exception):
@@ -111,7 +133,7 @@ class _Refused(Exception):
         self.message = message
 
 
-async def run_bridge(url: str, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def run_bridge(url: str, sessionmaker: async_sessionmaker[AsyncSession], group: str) -> None:
     """Subscribe and store until cancelled; reconnect (1 s, doubling to 30 s) when the broker
     goes away."""
     address = broker_address(url)
@@ -126,8 +148,10 @@ async def run_bridge(url: str, sessionmaker: async_sessionmaker[AsyncSession]) -
                 identifier=f"ehospital-{os.getpid()}",
                 tls_params=aiomqtt.TLSParameters() if address.tls else None,
             ) as client:
-                await client.subscribe(SUBSCRIPTION, qos=1)
-                log.info("MQTT bridge subscribed to %s at %s:%s", SUBSCRIPTION, address.host, address.port)
+                await client.subscribe(subscription(group), qos=1)
+                log.info(
+                    "MQTT bridge subscribed to %s at %s:%s", subscription(group), address.host, address.port
+                )
                 delay = 1.0
                 async for message in client.messages:
                     uid = device_of_topic(str(message.topic))
@@ -137,6 +161,8 @@ async def run_bridge(url: str, sessionmaker: async_sessionmaker[AsyncSession]) -
                         answer = await handle(bytes(message.payload), uid, sessionmaker)
                     except Exception:  # a database failure: the device re-sends what has no ack
                         log.exception("MQTT message for %s not stored", uid)
+                        continue
+                    if answer is None:
                         continue
                     await client.publish(f"{TOPIC_PREFIX}/{uid}/acks", json.dumps(answer), qos=1)
         except aiomqtt.MqttError as exc:
