@@ -8,7 +8,6 @@ sent for the same instant, which makes a retried upload harmless.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +15,8 @@ from datetime import UTC, datetime
 from itertools import chain, repeat
 
 import numpy as np
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
 
 from ehospital.glucose.ingest import Batch
 from ehospital.glucose.metrics import Floats
@@ -88,33 +86,6 @@ _SERIES = {
     ).bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
     for dialect, epoch in _EPOCH.items()
 }
-
-
-_SQLITE_WRITERS: dict[int, asyncio.Lock] = {}
-
-
-async def _sqlite_writer(session: AsyncSession) -> None:
-    """Wait in this process for SQLite's single write lock, and hold it until this session's
-    transaction ends. Without it, concurrent uploads each take the lock in turn by polling in
-    SQLite's busy handler, which sleeps in steps of up to 100 ms while the lock is free; with
-    it the next upload parses its readings while the current one writes, then starts at once.
-    (Several processes on one SQLite file still meet in the busy handler.)"""
-    sync = session.sync_session
-    if "sqlite_writer" in sync.info:
-        return  # this transaction holds it already
-    lock = _SQLITE_WRITERS.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
-    await lock.acquire()
-    # Held until the transaction the request writes in ends: the innermost one now (in tests,
-    # the request's savepoint).
-    sync.info["sqlite_writer"] = (sync.get_nested_transaction() or sync.get_transaction(), lock)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _release_sqlite_writer(session: Session, transaction: SessionTransaction) -> None:
-    held = session.info.get("sqlite_writer")
-    if held is not None and (held[0] is transaction or held[0] is None):
-        del session.info["sqlite_writer"]
-        held[1].release()
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -193,7 +164,6 @@ class ReadingRepository:
                 strict=True,
             )
         )
-        await _sqlite_writer(self.session)
         stored = 0
         for start in range(0, n, _SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
