@@ -257,27 +257,39 @@ def _excursions(extrema: list[float], sd: float, rising: bool) -> list[float]:
     return heights
 
 
-def _mage_segment(gl: Floats, short: int, long: int) -> tuple[float | None, float | None]:
-    """MAGE+ and MAGE- of one stretch of the grid without long gaps."""
+def _crossing_candidates(gl: Floats, delta: Floats) -> npt.NDArray[np.bool_]:
+    """Where a crossing of the two averages can be: a pair of points with both present whose
+    difference changes sign, or that follows a gap or a zero (elsewhere the sign is that of the
+    point before, which already agreed with the last crossing). Index 0 never is."""
+    ok = ~np.isnan(gl) & ~np.isnan(delta)
+    pair = np.zeros(gl.size, dtype=bool)
+    pair[1:] = ok[1:] & ok[:-1]
+    sign_change = np.zeros(gl.size, dtype=bool)
+    sign_change[1:] = delta[1:] * delta[:-1] < 0
+    after_break = np.zeros(gl.size, dtype=bool)
+    after_break[1:] = ~pair[:-1] | (delta[:-1] == 0)
+    found: npt.NDArray[np.bool_] = pair & (sign_change | after_break)
+    return found
+
+
+def _mage_segment(
+    gl: Floats, short: int, long: int, delta: Floats | None = None, candidates: list[int] | None = None
+) -> tuple[float | None, float | None]:
+    """MAGE+ and MAGE- of one stretch of the grid without long gaps (`delta` and the crossing
+    `candidates`, indexes into the stretch, when `mage` has computed them for the whole grid)."""
     n = gl.size
     if n < 7 or n < long or np.all(np.isnan(gl)):
         return None, None
-    delta = _rolling_mean(gl, short) - _rolling_mean(gl, long)
+    if delta is None:
+        delta = _rolling_mean(gl, short) - _rolling_mean(gl, long)
+    if candidates is None:
+        candidates = np.flatnonzero(_crossing_candidates(gl, delta)).tolist()
     # Turning points of the short average around the long one: where their difference changes
     # sign (across short gaps, against the last crossing), plus the first and last points.
     crossings = [0]
     kinds = [bool(delta[0] > 0)]  # True: a peak lies ahead, False: a nadir
-    ok = ~np.isnan(gl) & ~np.isnan(delta)
-    pair = np.zeros(n, dtype=bool)
-    pair[1:] = ok[1:] & ok[:-1]
-    # Only where the sign changes, or after a gap or a zero, can a crossing be found: elsewhere
-    # the sign is that of the point before, which already agreed with the last crossing.
-    sign_change = np.zeros(n, dtype=bool)
-    sign_change[1:] = delta[1:] * delta[:-1] < 0
-    after_break = np.zeros(n, dtype=bool)
-    after_break[1:] = ~pair[:-1] | (delta[:-1] == 0)
     d = delta.tolist()
-    for i in np.flatnonzero(pair & (sign_change | after_break)).tolist():
+    for i in candidates:
         if d[i] * d[i - 1] < 0:
             crossings.append(i)
             kinds.append(d[i] > d[i - 1])
@@ -339,9 +351,24 @@ def mage(
         start = b
     if start < gl.size:
         bounds.append((start, gl.size))
+    # The moving averages and crossing candidates of every stretch, computed once on the whole
+    # grid (a window never reaches across a gap over max_gap, which is longer than the long
+    # window): each stretch then fills its first points with its first full window's mean, as
+    # iglu does, and its first point is no candidate. Numpy's per-call cost made this per
+    # stretch the larger part of MAGE.
+    rs, rl = _rolling_mean(gl, short), _rolling_mean(gl, long)
+    for a, b in bounds:
+        if b - a >= long:
+            rs[a : a + short] = rs[a + short - 1]
+            rl[a : a + long] = rl[a + long - 1]
+    delta = rs - rl
+    candidates = _crossing_candidates(gl, delta)
+    candidates[[a for a, _ in bounds]] = False
+    where = np.flatnonzero(candidates)
     weighted, total = 0.0, 0.0
     for a, b in bounds:
-        plus, minus = _mage_segment(gl[a:b], short, long)
+        mine = where[np.searchsorted(where, a) : np.searchsorted(where, b)] - a
+        plus, minus = _mage_segment(gl[a:b], short, long, delta[a:b], mine.tolist())
         length = times[b - 1] - times[a]
         for value in (plus, minus):
             if value is not None:
