@@ -331,3 +331,25 @@ async def test_plan_medications_link_to_the_patients_prescriptions(
     )
     assert r.status_code == 405
     assert len((await client.get(f"{url}/history", headers=world.alice.headers)).json()) == 1
+
+
+async def test_alerts_raised_by_a_racing_upload_are_not_raised_twice(
+    client: httpx.AsyncClient, world: World, session: AsyncSession
+) -> None:
+    """Two conditions at once go in one savepoint; when another upload raised one of them
+    first (the unique live index refuses it), the other is still raised, once."""
+    from ehospital.glucose.alerts import Onset
+
+    patient_id, _ = await enrolled(client, world)
+    service = AlertService(session)
+    care = await service.care(patient_id)
+    now = now_utc()
+    first = await service._raise_all(patient_id, [Onset("urgent_low", now.timestamp(), 50.0)], care, now)
+    assert [a.condition for a in first] == ["urgent_low"]
+    both = [Onset("urgent_low", now.timestamp(), 49.0), Onset("rapid_fall", now.timestamp(), 49.0)]
+    raised = await service._raise_all(patient_id, both, care, now)
+    assert [a.condition for a in raised] == ["rapid_fall"]
+    live = await service.live(patient_id)
+    assert sorted(live) == ["rapid_fall", "urgent_low"]
+    codes = [n.code for n in await notifications(session, world.alice.account.id)]
+    assert sorted(codes) == ["rapid_fall", "urgent_low"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, func, select
@@ -160,19 +161,36 @@ class AlertService:
             if condition not in onsets and (condition != "no_data" or fresh):
                 self._resolve(alert, now)
         if fresh:
-            for condition, onset in onsets.items():
-                if condition not in live:
-                    new = await self._raise(patient_id, onset, care, now)
-                    if new is not None:
-                        raised.append(new)
+            raised = await self._raise_all(
+                patient_id, [o for c, o in onsets.items() if c not in live], care, now
+            )
         return raised
 
     def _resolve(self, alert: Alert, now: datetime) -> None:
         alert.status = AlertStatus.RESOLVED
         alert.resolved_at = now
 
-    async def _raise(self, patient_id: int, onset: Onset, care: Care, now: datetime) -> Alert | None:
-        alert = Alert(
+    async def _raise_all(
+        self, patient_id: int, onsets: list[Onset], care: Care, now: datetime
+    ) -> list[Alert]:
+        """Raise several conditions at once (one savepoint, one lookup of whom to tell); when an
+        upload racing this one raised some of them first, one at a time."""
+        if len(onsets) < 2:
+            return [a for o in onsets if (a := await self._raise(patient_id, o, care, now)) is not None]
+        alerts = [self._new_alert(patient_id, o, care, now) for o in onsets]
+        try:
+            async with self.session.begin_nested():
+                self.session.add_all(alerts)
+                await self.session.flush()
+        except IntegrityError:
+            return [a for o in onsets if (a := await self._raise(patient_id, o, care, now)) is not None]
+        recipients = await self._recipients(patient_id, care)
+        for alert in alerts:
+            self._notify_each(alert, care, now, recipients)
+        return alerts
+
+    def _new_alert(self, patient_id: int, onset: Onset, care: Care, now: datetime) -> Alert:
+        return Alert(
             patient_id=patient_id,
             condition=onset.condition,
             status=AlertStatus.OPEN,
@@ -182,6 +200,9 @@ class AlertService:
             raised_at=now,
             notified_at=now,
         )
+
+    async def _raise(self, patient_id: int, onset: Onset, care: Care, now: datetime) -> Alert | None:
+        alert = self._new_alert(patient_id, onset, care, now)
         try:  # one live alert per condition, even when two uploads race
             async with self.session.begin_nested():
                 self.session.add(alert)
@@ -192,7 +213,10 @@ class AlertService:
         return alert
 
     async def _notify(self, alert: Alert, care: Care, now: datetime) -> None:
-        # The patient's account and language, and the plan doctor's, in one query.
+        self._notify_each(alert, care, now, await self._recipients(alert.patient_id, care))
+
+    async def _recipients(self, patient_id: int, care: Care) -> tuple[Any, ...]:
+        """The patient's account and language, and the plan doctor's, in one query."""
         doctor_account = aliased(Account)
         row = (
             await self.session.execute(
@@ -202,9 +226,12 @@ class AlertService:
                 .join(Account, Account.id == Patient.account_id)
                 .outerjoin(Doctor, Doctor.id == care.doctor_id)
                 .outerjoin(doctor_account, doctor_account.id == Doctor.account_id)
-                .where(Patient.id == alert.patient_id)
+                .where(Patient.id == patient_id)
             )
         ).one()
+        return tuple(row)
+
+    def _notify_each(self, alert: Alert, care: Care, now: datetime, row: tuple[Any, ...]) -> None:
         recipients: list[tuple[int, str, tuple[str, ...], str | None]] = [
             (row[0], row[2] or "zh", ("in_app", *self._extra(alert)), None)
         ]
