@@ -300,18 +300,15 @@ def _mage_segment(
     kinds.append(bool(delta[n - 1] > 0))
     # Between two crossings, the highest (or lowest) point from the last turning point on. A
     # stretch always holds readings: crossings and segment ends are at readings.
-    # On Python lists: max() and index() of a slice cost less than two numpy calls per crossing.
-    ok_gl = ~np.isnan(gl)
-    for_max, for_min = np.where(ok_gl, gl, -np.inf).tolist(), np.where(ok_gl, gl, np.inf).tolist()
+    for_max, for_min = np.where(ok_gl := ~np.isnan(gl), gl, -np.inf), np.where(ok_gl, gl, np.inf)
     extrema: list[float] = []
     positions: list[int] = []
     for c in range(len(crossings) - 1):
         left = crossings[c] if c == 0 else positions[-1]
         right = crossings[c + 1] + 1
-        part = for_max[left:right] if kinds[c] else for_min[left:right]
-        best = max(part) if kinds[c] else min(part)
-        positions.append(left + part.index(best))  # the first of equal values, as argmax
-        extrema.append(best)
+        at = left + int(for_max[left:right].argmax() if kinds[c] else for_min[left:right].argmin())
+        positions.append(at)
+        extrema.append(float(gl[at]))
     sd = _nansd(gl)
     up = _excursions(extrema, sd, rising=True)
     down = _excursions(extrema, sd, rising=False)
