@@ -430,7 +430,9 @@ class CareService:
     async def _remind_once(
         self, plan: CarePlan, item: int, day: date, what: str, note: str, now: datetime
     ) -> bool:
-        try:
+        if await self.session.get(ReminderSent, (plan.id, item, day)) is not None:
+            return False  # sent already (the watcher runs every minute through the grace period)
+        try:  # the key settles a race with another process
             async with self.session.begin_nested():
                 self.session.add(ReminderSent(plan_id=plan.id, item=item, local_date=day, queued_at=now))
                 await self.session.flush()
