@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,35 +16,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.live import free_port as _free_port
-from tests.live import wait_healthy as _wait_healthy
+from tests.browser.common import CHROMIUM, CHROMIUM_ARGS, REPO, need_browser
+from tests.live import live_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import ViewportSize
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() == "true"
 TIMEOUT_MS = 15_000
 VIEWPORT: ViewportSize = {"width": 1280, "height": 860}
-
-
-def _unavailable(reason: str) -> None:
-    """No browser here: skip on a workstation, fail in CI (where it must be installed)."""
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -62,37 +40,9 @@ def output_dir() -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`ehospital demo` then `ehospital serve` on a free port; yields the base URL."""
-    _need_browser()  # no point starting a server nobody can browse
-    exe = Path(sys.executable).parent / "ehospital"
-    if not exe.exists():
-        found = shutil.which("ehospital")
-        assert found, "the ehospital command is not installed next to the interpreter"
-        exe = Path(found)
-    data = tmp_path_factory.mktemp("browser-data")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EHOSPITAL_")}
-    env["EHOSPITAL_DATA_DIR"] = str(data)
-    seeded = subprocess.run([str(exe), "demo"], env=env, capture_output=True, text=True, timeout=180)
-    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
-    port = _free_port()
-    log = data / "server.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, proc, log)
+    need_browser()  # no point starting a server nobody can browse
+    with live_server(tmp_path_factory.mktemp("browser-data")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -124,15 +74,6 @@ def chat_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _need_browser() -> None:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:  # pragma: no cover - the dev extra installs it
-        _unavailable("the playwright package is not installed")
-
-
 def _shooter(output_dir: Path, prefix: str) -> Any:
     """shot(page, name): a full-page screenshot named <prefix>-<step>-<name>.png."""
     steps = iter(range(1, 100))
@@ -157,7 +98,7 @@ def _sign_in(page: Any, server: str, username: str, password: str) -> None:
 def test_follow_up_consultation_in_the_browser(
     server: str, output_dir: Path, evidence_photo: Path, chat_photo: Path
 ) -> None:
-    _need_browser()
+    need_browser()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -402,7 +343,7 @@ def test_follow_up_consultation_in_the_browser(
 
 def test_admin_verifies_a_waiting_doctor_in_the_browser(server: str, output_dir: Path) -> None:
     """The unverified doctor sees why the queue is empty; the administrator verifies them."""
-    _need_browser()
+    need_browser()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.browser.common import CHROMIUM, CHROMIUM_ARGS, REPO, need_browser
 from tests.live import live_server
 
 if TYPE_CHECKING:
@@ -32,39 +33,11 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() == "true"
 TIMEOUT_MS = 20_000
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 CHINA = timezone(timedelta(hours=8))
 MEMBER = "李建国 Li Jianguo"  # the account holder's father, 73: the doctor moves him to older_high_risk
 PREFIX = "glucose"
-
-
-def _unavailable(reason: str) -> None:
-    """No browser here: skip on a workstation, fail in CI (where it must be installed)."""
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _need_browser() -> None:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:  # pragma: no cover - the dev extra installs it
-        _unavailable("the playwright package is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +51,7 @@ def output_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _need_browser()  # no point starting a server nobody can browse
+    need_browser()  # no point starting a server nobody can browse
     with live_server(tmp_path_factory.mktemp("glucose-pages")) as base:
         yield base
 
@@ -282,7 +255,7 @@ def _watch_console(page: Page, errors: list[str]) -> None:
 
 
 def test_glucose_care_in_the_browser(server: str, world: dict[str, Any], output_dir: Path) -> None:
-    _need_browser()
+    need_browser()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)

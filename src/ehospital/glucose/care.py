@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
 from ehospital.directory.models import Doctor
-from ehospital.glucose.alerts import CONDITIONS, Thresholds
+from ehospital.glucose.alerts import CONDITIONS
 from ehospital.glucose.metrics import Series, basic_metrics, sufficiency
 from ehospital.glucose.models import Alert, AlertStatus, CarePlan, Device, GlucoseReport, ReminderSent
 from ehospital.glucose.report import Report, build_report, targets_for
@@ -453,7 +453,3 @@ class CareService:
             now=now,
         )
         return True
-
-
-def thresholds_of(plan: CarePlan | None) -> Thresholds:
-    return Thresholds.of(json.loads(plan.thresholds)) if plan else Thresholds()

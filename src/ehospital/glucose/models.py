@@ -60,12 +60,12 @@ class Reading(Base):
         # backlog is recognised here and ignored.
         UniqueConstraint("device_id", "measured_at"),
         # No index by patient: a patient's readings are read through their devices' index
-        # (device_id IN (…)); a second index cost a quarter of every insert.
+        # (device_id IN (…)); a second index slowed every insert.
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # No foreign keys on this table, on purpose: PostgreSQL checks each one with a trigger per
-    # row, which more than doubled the database's work per reading (42 µs instead of 18). The
+    # row, which more than doubled the database's CPU per reading in bench/glucose.py. The
     # service writes only the ids of the device it has just authenticated in the same
     # transaction, and devices and patients are never deleted (retired, archived).
     patient_id: Mapped[int] = mapped_column(BigId)

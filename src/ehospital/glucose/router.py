@@ -9,11 +9,11 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from ehospital.auth.service import AuthService
-from ehospital.deps import CurrentActor, RuntimeDep, SessionDep, client_address, request_id
+from ehospital.deps import CurrentActor, RuntimeDep, SessionDep, get_actor
 from ehospital.glucose.alerting import AlertService, value_of
 from ehospital.glucose.care import CareService, plan_read
 from ehospital.glucose.ingest import MAX_ITEMS, Batch, ItemError, Rejected, parse_fhir, parse_items
+from ehospital.glucose.metrics import MGDL_PER_MMOL
 from ehospital.glucose.models import Alert, Device
 from ehospital.glucose.render import render_page, render_pdf
 from ehospital.glucose.schemas import (
@@ -27,7 +27,7 @@ from ehospital.glucose.schemas import (
 )
 from ehospital.glucose.service import DeviceKey, GlucoseService, api_secret_of, defaults_of
 from ehospital.kit.context import Actor
-from ehospital.kit.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated, Unprocessable
+from ehospital.kit.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from ehospital.kit.models import utcnow
 from ehospital.kit.schemas import IdPath
 
@@ -60,7 +60,11 @@ def alert_read(alert: Alert) -> AlertRead:
         condition=alert.condition,
         status=alert.status,
         began_at=alert.began_at,
-        value=None if mgdl is None else round(mgdl / 18.0, 1) if alert.unit == "mmol/L" else round(mgdl),
+        value=None
+        if mgdl is None
+        else round(mgdl / MGDL_PER_MMOL, 1)
+        if alert.unit == "mmol/L"
+        else round(mgdl),
         unit=alert.unit,
         value_mgdl=mgdl,
         raised_at=alert.raised_at,
@@ -93,13 +97,7 @@ async def optional_actor(request: Request, session: SessionDep, runtime: Runtime
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         return None
-    actor = await AuthService(session, runtime.settings).authenticate(
-        header[7:].strip(), address=client_address(request), request_id=request_id(request), kind="bearer"
-    )
-    if actor is None:
-        raise Unauthenticated("the token is invalid, expired or revoked", code="invalid_token")
-    request.state.actor = actor
-    return actor
+    return await get_actor(request, session, runtime, header[7:].strip())
 
 
 @router.post(
@@ -221,7 +219,7 @@ async def list_readings(
                 "time": datetime.fromtimestamp(t, start.tzinfo).isoformat(),
                 "utc_offset_minutes": int(o),
                 "mgdl": round(float(g), 1),
-                "value": round(float(g) / 18.0, 1) if u == "mmol/L" else round(float(g), 1),
+                "value": round(float(g) / MGDL_PER_MMOL, 1) if u == "mmol/L" else round(float(g), 1),
                 "unit": u,
             }
             for t, o, g, u in zip(rows.times, rows.offsets, rows.mgdl, rows.units, strict=True)
