@@ -22,8 +22,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps $(KNOWLEDGE)
 	touch $@
 
+# The suite trains the acne model on a few photos, so the dev install includes the train extra.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 	$(BIN)/pip install --quiet --no-deps $(KNOWLEDGE)
 	touch $(VENV)/.installed $@
 

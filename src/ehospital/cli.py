@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ehospital.glucose.cli import add_parser as add_cgm_parser
 
     add_cgm_parser(sub)
+
+    from ehospital.skin.cli import add_parser as add_skin_parser
+
+    add_skin_parser(sub)
     return parser
 
 

@@ -47,6 +47,8 @@ from ehospital.pharmacy.router import router as pharmacy_router
 from ehospital.prescriptions.router import router as prescriptions_router
 from ehospital.prescriptions.service import PrescriptionService
 from ehospital.prescriptions.signing import KeyStore
+from ehospital.skin.router import router as skin_router
+from ehospital.skin.service import SkinService, photo_store
 from ehospital.vetting.knowledge import KnowledgeUnavailable, knowledge
 from ehospital.vetting.router import router as vetting_router
 
@@ -198,6 +200,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 )
             )
             tasks.append(asyncio.create_task(_every(5.0, lambda: _notify(runtime, notifiers), "notify")))
+            tasks.append(
+                asyncio.create_task(_every(300.0, lambda: _skin_followups(runtime), "skin-followups"))
+            )
             if settings.mqtt_url:
                 group = settings.mqtt_group or default_group(settings.resolved_database_url())
                 tasks.append(asyncio.create_task(run_bridge(settings.mqtt_url, runtime.sessionmaker, group)))
@@ -258,6 +263,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         directory_router,
         consultations_router,
         prescriptions_router,
+        skin_router,
         pharmacy_router,
         audit_router,
         vetting_router,
@@ -327,6 +333,11 @@ async def _glucose_watch(runtime: Runtime) -> None:
         care = CareService(session)
         await care.due_reminders()
         await care.scheduled_reports()
+
+
+async def _skin_followups(runtime: Runtime) -> None:
+    async with session_scope(runtime.sessionmaker) as session:
+        await SkinService(session, photo_store(runtime.settings)).remind_due()
 
 
 async def _expire(runtime: Runtime) -> None:

@@ -10,6 +10,7 @@ from ehospital.notifications.models import Notification
 from ehospital.patients.models import Patient
 from ehospital.pharmacy.models import DispensedLot, Order, OrderEvent, OrderLine, PaymentNotice, StockLot
 from ehospital.prescriptions.models import DoctorKey, Drug, Finding, Prescription, PrescriptionItem, RxEvent
+from ehospital.skin.tables import SkinAnalysis, SkinFollowUp, SkinPhoto, SkinReview
 from ehospital.vetting.models import CdsCard, CdsFeedback
 
 __all__ = [
@@ -48,5 +49,9 @@ __all__ = [
     "ReminderSent",
     "RosterSlot",
     "RxEvent",
+    "SkinAnalysis",
+    "SkinFollowUp",
+    "SkinPhoto",
+    "SkinReview",
     "StockLot",
 ]

@@ -1,0 +1,1 @@
+"""The online skin hospital: acne photo analysis, reports and follow-up."""
