@@ -39,9 +39,14 @@ def acne_photo(name: str) -> bytes:
     return path.read_bytes()
 
 
+def of_grade(grade: int) -> bytes:
+    """The first valid photo of a grade (by name)."""
+    names = sorted(p.name for p in (ACNE04 / "valid").glob(f"levle{grade}_*.jpg")) if ACNE04.exists() else []
+    return acne_photo(names[0] if names else f"levle{grade}_0.jpg")
+
+
 def severe() -> bytes:
-    names = sorted(p.name for p in (ACNE04 / "valid").glob("levle3_*.jpg")) if ACNE04.exists() else []
-    return acne_photo(names[0] if names else "levle3_0.jpg")
+    return of_grade(3)
 
 
 def jpeg(array: np.ndarray) -> bytes:
@@ -223,8 +228,8 @@ async def test_history_consent_export_and_deletion(
     await skin_consultation(client, world)
     alice = world.alice.family[0]
     ids = []
-    for name, consent in (("levle0_0.jpg", True), ("levle1_0.jpg", False)):
-        r = await post_photo(client, world.alice, alice.id, acne_photo(name), training_consent=consent)
+    for grade, consent in ((0, True), (1, False)):
+        r = await post_photo(client, world.alice, alice.id, of_grade(grade), training_consent=consent)
         assert r.status_code == 201, r.text
         ids.append(r.json()["photo_id"])
     r = await client.get(f"/api/v1/skin/patients/{alice.id}/photos", headers=world.alice.headers)
@@ -245,7 +250,10 @@ async def test_history_consent_export_and_deletion(
     assert files == ["levle0_1.jpg", "levle0_1.xml"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["photos"][0]["lesions_from"] == "ai_confirmed_grade"
-    assert str(alice.id) not in (out / "train" / "levle0_1.xml").read_text().replace("levle0_1", "")
+    exported = (out / "train" / "levle0_1.xml").read_text() + (out / "manifest.json").read_text()
+    assert alice.name not in exported and "patient" not in exported and alice.id_number not in exported
+    with Image.open(out / "train" / "levle0_1.jpg") as img:
+        assert not img.getexif()
 
     # Consent withdrawn: the next export has nothing.
     r = await client.put(

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.kit.models import utcnow
 from ehospital.kit.storage import FileStore
+from ehospital.skin.repository import SkinRepository
 from ehospital.skin.tables import SkinAnalysis, SkinPhoto, SkinReview
 
 # The type names the training data's exporter used (see the data's README).
@@ -79,24 +79,12 @@ async def export_dataset(
     """Write every consented photo whose latest review confirms a grade. Lesions are the
     dermatologist's corrections where given, the AI's otherwise (said per file in the manifest).
     Nothing identifies the patient: no ids, names, dates or metadata; files are numbered."""
-    query = (
-        select(SkinPhoto, SkinAnalysis)
-        .join(SkinAnalysis, SkinAnalysis.photo_id == SkinPhoto.id)
-        .where(SkinPhoto.training_consent_at.is_not(None), SkinPhoto.deleted_at.is_(None))
-        .order_by(SkinPhoto.id)
-    )
-    if since is not None:
-        query = query.where(SkinPhoto.created_at >= since)
-    rows = (await session.execute(query)).all()
-    latest: dict[int, SkinReview] = {}
-    if rows:
-        for review in await session.scalars(
-            select(SkinReview)
-            .where(SkinReview.photo_id.in_([p.id for p, _ in rows]))
-            .order_by(SkinReview.created_at, SkinReview.id)
-        ):
-            latest[review.photo_id] = review
-    chosen = [(photo, analysis, latest.get(photo.id)) for photo, analysis in rows]
+    repo = SkinRepository(session)
+    rows = await repo.consented(since)
+    reviews = await repo.reviews_of([photo.id for photo, _ in rows])  # newest first
+    chosen: list[tuple[SkinPhoto, SkinAnalysis, SkinReview | None]] = [
+        (photo, analysis, reviews[photo.id][0] if photo.id in reviews else None) for photo, analysis in rows
+    ]
     return await asyncio.to_thread(_write, files, out, chosen, valid_share)
 
 

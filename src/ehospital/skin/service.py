@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
+from ehospital.auth.models import Account
 from ehospital.config import Settings
 from ehospital.consultations.models import Consultation, Message
 from ehospital.consultations.models import Status as ConsultationStatus
@@ -32,6 +32,7 @@ from ehospital.skin.analysis import Analysis, analyze
 from ehospital.skin.model import LESION_TYPES, AcneModel
 from ehospital.skin.quality import explain
 from ehospital.skin.report import NOT_ASSESSABLE, lang_of, wording
+from ehospital.skin.repository import SkinRepository
 from ehospital.skin.storage import EncryptedFileStore
 from ehospital.skin.tables import VIEWS, SkinAnalysis, SkinFollowUp, SkinPhoto, SkinReview
 
@@ -50,6 +51,26 @@ def photo_store(settings: Settings) -> EncryptedFileStore:
 
 # Analyses at once per process: each uses the cores onnxruntime is given, so more only queue.
 _SLOTS = asyncio.Semaphore(max(1, int(os.environ.get("EHOSPITAL_SKIN_CONCURRENCY", "2"))))
+
+
+_VIEW_NAMES = {
+    "zh": {"front": "正面", "left": "左侧", "right": "右侧", "other": "其他部位"},
+    "en": {"front": "front", "left": "left side", "right": "right side", "other": "other"},
+}
+
+
+def _followup_text(lang: str, name: str, views: Sequence[str]) -> tuple[str, str]:
+    shown = ("、" if lang == "zh" else ", ").join(_VIEW_NAMES[lang].get(v, v) for v in views)
+    if lang == "zh":
+        return (
+            f"{name}:该拍痤疮复诊照片了",
+            f"请在相同光线下,按上次相同的构图拍摄({shown})并上传,便于医生比较变化。",
+        )
+    return (
+        f"{name}: time for acne follow-up photos",
+        f"Please take them in the same light and framing as last time ({shown}) and upload them, "
+        "so the change can be compared.",
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,7 @@ class SkinService:
     def __init__(self, session: AsyncSession, files: FileStore, model: AcneModel | None = None) -> None:
         self.session = session
         self.files = files
+        self.repo = SkinRepository(session)
         self._model = model
 
     @property
@@ -143,7 +165,7 @@ class SkinService:
             height=analysis.photo.original_height,
             training_consent_at=utcnow() if training_consent else None,
         )
-        self.session.add(photo)
+        self.repo.add(photo)
         await self.session.flush()
         result = SkinAnalysis(
             photo_id=photo.id,
@@ -159,7 +181,7 @@ class SkinService:
             referral=analysis.referral,
             elapsed_ms=round(analysis.elapsed_ms, 1),
         )
-        self.session.add(result)
+        self.repo.add(result)
         await self.session.flush()
         if consultation is not None:
             await self._post_to_consultation(consultation, photo, result)
@@ -210,18 +232,12 @@ class SkinService:
         )
 
     async def get(self, actor: Actor, photo_id: int) -> PhotoRecord:
-        photo = await self.session.get(SkinPhoto, photo_id)
-        if photo is None or photo.deleted_at is not None:
+        photo = await self.repo.photo(photo_id)
+        if photo is None:
             raise NotFound("no such photo", code="photo_not_found")
         await self._patient(actor, photo.patient_id)  # 404 unless the caller may see the patient
-        analysis = await self.session.scalar(select(SkinAnalysis).where(SkinAnalysis.photo_id == photo.id))
-        reviews = list(
-            await self.session.scalars(
-                select(SkinReview)
-                .where(SkinReview.photo_id == photo.id)
-                .order_by(SkinReview.created_at.desc(), SkinReview.id.desc())
-            )
-        )
+        analysis = await self.repo.analysis_of(photo.id)
+        reviews = (await self.repo.reviews_of([photo.id])).get(photo.id, [])
         record(self.session, actor, "read", "skin_photo", photo.id, patient_id=photo.patient_id)
         return PhotoRecord(photo, analysis, reviews)
 
@@ -235,24 +251,8 @@ class SkinService:
     async def history(self, actor: Actor, patient_id: int, limit: int = 200) -> list[PhotoRecord]:
         """The patient's photos, oldest first, each with its analysis and latest review."""
         patient = await self._patient(actor, patient_id)
-        rows = (
-            await self.session.execute(
-                select(SkinPhoto, SkinAnalysis)
-                .outerjoin(SkinAnalysis, SkinAnalysis.photo_id == SkinPhoto.id)
-                .where(SkinPhoto.patient_id == patient.id, SkinPhoto.deleted_at.is_(None))
-                .order_by(SkinPhoto.created_at.desc(), SkinPhoto.id.desc())
-                .limit(limit)
-            )
-        ).all()
-        ids = [photo.id for photo, _ in rows]
-        reviews: dict[int, list[SkinReview]] = {}
-        if ids:
-            for review in await self.session.scalars(
-                select(SkinReview)
-                .where(SkinReview.photo_id.in_(ids))
-                .order_by(SkinReview.created_at.desc(), SkinReview.id.desc())
-            ):
-                reviews.setdefault(review.photo_id, []).append(review)
+        rows = await self.repo.newest_photos(patient.id, limit)
+        reviews = await self.repo.reviews_of([photo.id for photo, _ in rows])
         record(self.session, actor, "read", "skin_photo", None, patient_id=patient.id)
         return [PhotoRecord(photo, analysis, reviews.get(photo.id, [])) for photo, analysis in reversed(rows)]
 
@@ -313,7 +313,7 @@ class SkinService:
             diagnosis_text=diagnosis_text,
             notes=notes,
         )
-        self.session.add(review)
+        self.repo.add(review)
         await self.session.flush()
         record(self.session, actor, "create", "skin_review", review.id, patient_id=found.photo.patient_id)
         return review
@@ -328,18 +328,13 @@ class SkinService:
         bad = [v for v in views if v not in VIEWS]
         if bad or not views:
             raise Unprocessable(f"views must be some of {', '.join(VIEWS)}", code="invalid_view")
-        plan = await self.session.scalar(select(SkinFollowUp).where(SkinFollowUp.patient_id == patient.id))
+        plan = await self.repo.followup_of(patient.id)
         now = utcnow()
-        last = await self.session.scalar(
-            select(SkinPhoto.created_at)
-            .where(SkinPhoto.patient_id == patient.id, SkinPhoto.deleted_at.is_(None))
-            .order_by(SkinPhoto.created_at.desc())
-            .limit(1)
-        )
+        last = await self.repo.last_photo_at(patient.id)
         due = (last or now) + timedelta(days=interval_days)
         if plan is None:
             plan = SkinFollowUp(patient_id=patient.id, set_by=actor.account_id, interval_days=interval_days)
-            self.session.add(plan)
+            self.repo.add(plan)
         plan.set_by = actor.account_id
         plan.interval_days = interval_days
         plan.views = ",".join(dict.fromkeys(views))
@@ -351,28 +346,19 @@ class SkinService:
 
     async def followup(self, actor: Actor, patient_id: int) -> SkinFollowUp | None:
         patient = await self._patient(actor, patient_id)
-        plan: SkinFollowUp | None = await self.session.scalar(
-            select(SkinFollowUp).where(SkinFollowUp.patient_id == patient.id)
-        )
-        return plan
+        return await self.repo.followup_of(patient.id)
 
     async def remind_due(self, now: datetime | None = None) -> int:
         """Queue a reminder for every follow-up that is due and not yet reminded; the next one
         is due an interval later. Rows are claimed with SKIP LOCKED on PostgreSQL."""
         now = now or utcnow()
-        plans = list(
-            await self.session.scalars(
-                select(SkinFollowUp)
-                .where(SkinFollowUp.active.is_(True), SkinFollowUp.next_due_at <= now)
-                .with_for_update(skip_locked=True)
-                .limit(500)
-            )
-        )
+        plans = await self.repo.due_followups(now)
         for plan in plans:
             patient = await self.session.get(Patient, plan.patient_id)
-            if patient is None:
+            account = await self.session.get(Account, patient.account_id) if patient else None
+            if patient is None or account is None:
                 continue
-            views = plan.views.replace(",", ", ")
+            title, body = _followup_text(lang_of(account.locale), patient.name, plan.views.split(","))
             queue_notification(
                 self.session,
                 account_id=patient.account_id,
@@ -380,19 +366,17 @@ class SkinService:
                 kind="skin",
                 code="skin_followup_due",
                 subject_id=plan.id,
-                title=f"痤疮复诊拍照提醒 Acne follow-up photos due: {patient.name}",
-                body=(
-                    f"请按上次相同的构图({views})拍摄面部照片并上传,便于与上次比较。"
-                    f" Please take your follow-up photos in the same framing as last time ({views})."
-                ),
+                title=title,
+                body=body,
                 now=now,
             )
             plan.last_reminded_at = now
             plan.next_due_at = now + timedelta(days=plan.interval_days)
+        await self.session.flush()
         return len(plans)
 
     async def move_due_after_upload(self, patient_id: int) -> None:
         """A new photo restarts the follow-up interval."""
-        plan = await self.session.scalar(select(SkinFollowUp).where(SkinFollowUp.patient_id == patient_id))
+        plan = await self.repo.followup_of(patient_id)
         if plan is not None and plan.active:
             plan.next_due_at = utcnow() + timedelta(days=plan.interval_days)
