@@ -18,7 +18,12 @@ KIND_NAMES: dict[str, dict[str, str]] = {
         "pustule": "pustules",
         "nodule_cyst": "nodules and cysts",
     },
-    "zh": {"comedone": "粉刺(白头、黑头)", "papule": "丘疹", "pustule": "脓疱", "nodule_cyst": "结节与囊肿"},
+    "zh": {
+        "comedone": "粉刺（白头、黑头）",
+        "papule": "丘疹",
+        "pustule": "脓疱",
+        "nodule_cyst": "结节与囊肿",
+    },
 }
 # Hayashi criteria (Japanese Dermatological Association), the ACNE04 grades: lesions on one side
 # of the face.
@@ -59,26 +64,26 @@ _ADVICE: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     "zh": (
         (
-            "每天早晚用温水和温和的洁面产品洗脸,不要用力搓洗。",
-            "使用无油、不致粉刺的保湿霜,并注意防晒。",
-            "不要挤压或抠痘,以免炎症扩散、留下痘印。",
-            "轻度痤疮可在药师或医生指导下外用过氧化苯甲酰或阿达帕林凝胶;孕期使用前请先咨询医生。",
+            "每天早晚用温水和温和的洁面产品洗脸，不要用力搓洗。",
+            "使用无油、不致粉刺的保湿霜，并注意防晒。",
+            "不要挤压或抠痘，以免炎症扩散、留下痘印。",
+            "轻度痤疮可在药师或医生指导下外用过氧化苯甲酰或阿达帕林凝胶；孕期使用前请先咨询医生。",
         ),
         (
-            "继续温和护肤:早晚温和洁面,使用无油保湿霜并注意防晒。",
+            "继续温和护肤：早晚温和洁面，使用无油保湿霜并注意防晒。",
             "不要挤压或抠痘。",
-            "中度痤疮通常需要处方治疗:请到皮肤科就诊,医生可能会联合外用药和口服药物治疗。",
-            "任何治疗都需坚持 6–8 周再评价效果;请按相同构图拍摄复诊照片,便于比较变化。",
+            "中度痤疮通常需要处方治疗：请到皮肤科就诊，医生可能会联合外用药和口服药物治疗。",
+            "任何治疗都需坚持 6–8 周再评价效果；请按相同构图拍摄复诊照片，便于比较变化。",
         ),
         (
-            "重度痤疮可能留下永久性瘢痕:请尽快到皮肤科就诊,不要继续自行尝试非处方产品。",
-            "不要挤压或抠皮损,避免使用厚重、油性的化妆品。",
-            "等待治疗期间,继续温和洁面、使用无油保湿霜并防晒。",
+            "重度痤疮可能留下永久性瘢痕：请尽快到皮肤科就诊，不要继续自行尝试非处方产品。",
+            "不要挤压或抠皮损，避免使用厚重、油性的化妆品。",
+            "等待治疗期间，继续温和洁面、使用无油保湿霜并防晒。",
         ),
         (
-            "极重度痤疮需要尽快由皮肤科医生治疗,以防留下瘢痕。",
+            "极重度痤疮需要尽快由皮肤科医生治疗，以防留下瘢痕。",
             "不要挤压、抠或用厚重化妆品遮盖皮损。",
-            "如皮损疼痛、发热、迅速扩散,或出现发烧等全身不适,请当天线下就医。",
+            "如皮损疼痛、发热、迅速扩散，或出现发烧等全身不适，请当天线下就医。",
         ),
     ),
 }
@@ -86,7 +91,8 @@ _ADVICE: dict[str, tuple[tuple[str, ...], ...]] = {
 DISCLAIMER = {
     "en": "This report is produced by an AI model to assist you and your doctor. It is not a "
     "diagnosis and not a prescription: only a doctor can diagnose skin disease and prescribe treatment.",
-    "zh": "本报告由人工智能模型生成,用于辅助您和医生,不是诊断,也不是处方;皮肤病的诊断和用药只能由医生决定。",
+    "zh": "本报告由人工智能模型生成，用于辅助您和医生，不是诊断，也不是处方；"
+    "皮肤病的诊断和用药只能由医生决定。",
 }
 _REFERRAL = {
     "en": "We recommend a consultation in the Skin Hospital's acne clinic.",
@@ -94,19 +100,19 @@ _REFERRAL = {
 }
 _REFERRAL_NODULE = {
     "en": "Nodules or cysts were found; they scar easily, so a dermatologist should see them.",
-    "zh": "发现结节或囊肿,这类皮损容易留疤,请由皮肤科医生诊治。",
+    "zh": "发现结节或囊肿，这类皮损容易留疤，请由皮肤科医生诊治。",
 }
 _NO_REFERRAL = {
     "en": "Mild acne can usually be cared for at home. If it does not improve in 6–8 weeks, or you "
     "are worried, the Skin Hospital's acne clinic can help.",
-    "zh": "轻度痤疮通常可以居家护理;如 6–8 周仍无改善,或您有顾虑,可到皮肤病医院痤疮门诊问诊。",
+    "zh": "轻度痤疮通常可以居家护理；如 6–8 周仍无改善，或您有顾虑，可到皮肤病医院痤疮门诊问诊。",
 }
 NOT_ASSESSABLE = {
     "en": "The AI cannot assess this photo: it does not look like the facial acne photos the model "
     "knows (it may not be a face, or it may be another skin condition). A dermatologist can look at it "
     "in an online consultation.",
-    "zh": "AI 无法评估这张照片:它与模型认识的面部痤疮照片不同(可能不是面部,或是其他皮肤问题)。"
-    "您可以发起在线问诊,请皮肤科医生查看。",
+    "zh": "AI 无法评估这张照片：它与模型认识的面部痤疮照片不同（可能不是面部，或是其他皮肤问题）。"
+    "您可以发起在线问诊，请皮肤科医生查看。",
 }
 
 

@@ -5,6 +5,7 @@ labels for retraining."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
@@ -63,8 +65,8 @@ def _followup_text(lang: str, name: str, views: Sequence[str]) -> tuple[str, str
     shown = ("、" if lang == "zh" else ", ").join(_VIEW_NAMES[lang].get(v, v) for v in views)
     if lang == "zh":
         return (
-            f"{name}:该拍痤疮复诊照片了",
-            f"请在相同光线下,按上次相同的构图拍摄({shown})并上传,便于医生比较变化。",
+            f"{name}：该拍痤疮复诊照片了",
+            f"请在相同光线下，按上次相同的构图拍摄（{shown}）并上传，便于医生比较变化。",
         )
     return (
         f"{name}: time for acne follow-up photos",
@@ -151,6 +153,8 @@ class SkinService:
             raise refusal(analysis, actor.locale)
         assert analysis.photo is not None and analysis.prediction is not None
         prediction = analysis.prediction
+        with Image.open(io.BytesIO(analysis.photo.clean)) as stored:
+            stored_width, stored_height = stored.size
         photo = SkinPhoto(
             patient_id=patient.id,
             uploaded_by=actor.account_id,
@@ -161,8 +165,10 @@ class SkinService:
                 await asyncio.to_thread(self.files.put, analysis.overlay) if analysis.overlay else None
             ),
             sha256=analysis.photo.sha256,
-            width=analysis.photo.original_width,
-            height=analysis.photo.original_height,
+            # The stored copy's size (upright, EXIF orientation applied): what lesion fractions
+            # and the pages refer to.
+            width=stored_width,
+            height=stored_height,
             training_consent_at=utcnow() if training_consent else None,
         )
         self.repo.add(photo)
@@ -213,7 +219,9 @@ class SkinService:
         body = json.dumps(
             {
                 "skin_photo_id": photo.id,
-                "text": f"AI 皮肤报告:痤疮{words['grade_name']},{result.lesion_count} 个皮损 / "
+                "grade": result.grade,
+                "lesions": result.lesion_count,
+                "text": f"AI 皮肤报告：痤疮{words['grade_name']}，{result.lesion_count} 个皮损 / "
                 f"AI skin report: {['mild', 'moderate', 'severe', 'very severe'][result.grade or 0]} "
                 f"acne, {result.lesion_count} lesions",
             },

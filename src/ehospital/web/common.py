@@ -211,6 +211,7 @@ def nav_for(actor: Actor | None) -> list[tuple[str, str]]:
             ("/patient/consultations/new", "nav.new_consultation"),
             ("/patient/prescriptions", "nav.my_prescriptions"),
             ("/glucose", "nav.glucose"),
+            ("/skin", "nav.skin"),
         ]
     if actor.role is Role.DOCTOR:
         return [

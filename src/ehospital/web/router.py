@@ -12,12 +12,22 @@ from fastapi.staticfiles import StaticFiles
 from ehospital.web.common import SECURITY_HEADERS, Web, home_of, render_template, safe_next
 from ehospital.web.forms import domain_message
 from ehospital.web.i18n import LANG_NAMES, LANGS, Translator, has, negotiate
-from ehospital.web.pages import account, admin, consultation, doctor, glucose, orders, patient, prescription
+from ehospital.web.pages import (
+    account,
+    admin,
+    consultation,
+    doctor,
+    glucose,
+    orders,
+    patient,
+    prescription,
+    skin,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 router = APIRouter(include_in_schema=False)
-for _pages in (account, patient, consultation, doctor, admin, prescription, orders, glucose):
+for _pages in (account, patient, consultation, doctor, admin, prescription, orders, glucose, skin):
     router.include_router(_pages.router, include_in_schema=False)
 
 _NOT_WEB = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz")

@@ -31,6 +31,7 @@ from ehospital.web.forms import (
 from ehospital.web.pages.doctor import queue_page
 from ehospital.web.pages.rx_view import LINES, described, pad_view, reads
 from ehospital.web.pages.shared import MAX_ID, centre_names, clinic_names, message_view
+from ehospital.web.pages.skin import chat_line, consultation_panel
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,7 +79,7 @@ async def consultation_page(
     return web.render(
         "consultation.html",
         c=consultation,
-        messages=[message_view(web.t, me, m) for m in messages],
+        messages=[chat_line(web.t, message_view(web.t, me, m)) for m in messages],
         last_seq=max((m.seq for m in messages), default=0),
         centre_name=centre_names(centres, web.lang).get(consultation.centre_id, ""),
         clinic_name=clinic_names(centres, web.lang).get(consultation.clinic_id or 0, ""),
@@ -89,6 +90,7 @@ async def consultation_page(
         can_treat=me.is_doctor and status in CHATTING_STATUSES,
         pad=pad,
         prescriptions=await described(web, prescriptions),
+        skin_photos=await consultation_panel(web, consultation.patient.id, consultation_id),
         state=state,
         status_code=status_code,
         here=f"/consultations/{consultation_id}",
@@ -114,7 +116,7 @@ async def messages_json(
     """New chat lines for the page's polling script (cookie session, same origin)."""
     found = await _service(web).messages(web.me, consultation_id, after_seq=after_seq, limit=MESSAGE_PAGE)
     body: dict[str, Any] = {
-        "messages": [message_view(web.t, web.me, m) for m in found],
+        "messages": [chat_line(web.t, message_view(web.t, web.me, m)) for m in found],
         "changed": any(m.kind == "event" for m in found),
     }
     return web.finish(JSONResponse(body))

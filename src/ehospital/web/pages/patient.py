@@ -124,11 +124,13 @@ async def new_consultation(
     web: PatientWeb,
     patient: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     centre: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    clinic: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
-    """The form asking for a follow-up visit."""
+    """The form asking for a follow-up visit (centre and clinic preselected by a referral)."""
     values = {
         "patient_id": str(patient or ""),
         "centre_id": str(centre or ""),
+        "clinic_id": str(clinic or ""),
         "visit_type": "follow_up",
     }
     return await _new_page(web, FormState("consultation", values))
