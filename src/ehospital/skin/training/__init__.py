@@ -1,0 +1,1 @@
+"""Training the acne model: data, network, training loop, ONNX export and evaluation."""
