@@ -25,6 +25,7 @@ from ehospital.notifications.models import Notification
 from ehospital.skin.export import export_dataset
 from ehospital.skin.service import SkinService, photo_store
 from ehospital.skin.tables import SkinPhoto
+from ehospital.skin.training.dataset import read_split
 from tests.personas import World, open_consultation
 
 ACNE04 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skin" / "acne04"
@@ -254,6 +255,10 @@ async def test_history_consent_export_and_deletion(
     assert alice.name not in exported and "patient" not in exported and alice.id_number not in exported
     with Image.open(out / "train" / "levle0_1.jpg") as img:
         assert not img.getexif()
+    # The training pipeline reads the export as it reads ACNE04: the learning loop closes.
+    (sample,) = read_split(out, "train")
+    assert sample.grade == 0 and sample.count == manifest["photos"][0]["lesions"]
+    assert (sample.width, sample.height) == img.size
 
     # Consent withdrawn: the next export has nothing.
     r = await client.put(
