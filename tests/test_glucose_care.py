@@ -4,8 +4,9 @@ in three formats, the doctor's risk-ordered dashboard, reminders and scheduled r
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
@@ -281,8 +282,12 @@ async def test_reminders_and_scheduled_reports_once(
     assert await care.due_reminders(monday + timedelta(minutes=55)) == 1  # 08:05: metformin
     codes = [n.code for n in await notifications(session, world.alice.account.id) if n.kind == "reminder"]
     assert codes == ["measure", "medication"]
-    # Readings in the window: the daily and the weekly report, once each.
-    when = datetime.now(UTC)
+    # Readings in the window: the daily and the weekly report, once each. The daily report is
+    # made after 06:00 in the patient's zone, so the test takes tomorrow 06:30 in Shanghai
+    # (whatever the hour it runs at): the readings of 30 hours ago are inside its 14 days.
+    shanghai = ZoneInfo("Asia/Shanghai")
+    tomorrow = datetime.now(shanghai).date() + timedelta(days=1)
+    when = datetime.combine(tomorrow, time(6, 30), shanghai).astimezone(UTC)
     made = await care.scheduled_reports(when)
     assert made >= 1 and await care.scheduled_reports(when) == 0
     reports = [n for n in await notifications(session, world.alice.account.id) if n.kind == "report"]
