@@ -315,3 +315,15 @@ def world_settings(client: httpx.AsyncClient) -> Settings:
     assert isinstance(transport, httpx.ASGITransport)
     settings: Settings = transport.app.state.runtime.settings  # type: ignore[attr-defined]
     return settings
+
+
+def test_words_explain_a_grade_above_the_marked_count() -> None:
+    """The grade comes from calibrated thresholds (the model under-counts crowded faces): when it
+    is not the grade the marked count implies, the report says why."""
+    from ehospital.skin.report import wording
+
+    counts = {"comedone": 0, "papule": 8, "pustule": 6, "nodule_cyst": 0}
+    assert wording(1, counts, "en")["count_note"] is None  # 14 marked: moderate, as graded
+    note = wording(2, counts, "en")["count_note"]
+    assert note and "allows for that" in note
+    assert "分级" in wording(2, counts, "zh")["count_note"]

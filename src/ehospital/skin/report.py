@@ -116,6 +116,16 @@ NOT_ASSESSABLE = {
 }
 
 
+# Hayashi's lesion ranges per grade (inclusive).
+_RANGES = ((0, 5), (6, 20), (21, 50), (51, 10**6))
+_COUNT_NOTE = {
+    "en": "The AI marks fewer lesions than a dermatologist counts when they are close together or "
+    "faint; the grade allows for that, so it can be higher than the number marked suggests.",
+    "zh": "皮损密集或不明显时，AI 标出的数量会少于皮肤科医生的计数；分级已考虑这一点，"
+    "因此可能高于标出数量对应的级别。",
+}
+
+
 def lang_of(locale: str | None) -> str:
     return "en" if (locale or "").lower().startswith("en") else "zh"
 
@@ -130,8 +140,11 @@ def advice(grade: int, lang: str) -> list[str]:
 
 
 def wording(grade: int, by_type: Mapping[str, int], lang: str) -> dict[str, Any]:
-    """The human part of a report: grade name, what counted, advice, referral, disclaimer."""
+    """The human part of a report: grade name, what counted, advice, referral, disclaimer, and
+    a note when the grade (from calibrated thresholds) is not the one the marked count implies."""
     lang = lang_of(lang)
+    low, high = _RANGES[grade]
+    marked = sum(int(n) for n in by_type.values())
     referral = needs_referral(grade, by_type)
     reasons = []
     if referral:
@@ -149,4 +162,5 @@ def wording(grade: int, by_type: Mapping[str, int], lang: str) -> dict[str, Any]
         "referral": referral,
         "referral_text": " ".join(reasons) if referral else _NO_REFERRAL[lang],
         "disclaimer": DISCLAIMER[lang],
+        "count_note": None if low <= marked <= high else _COUNT_NOTE[lang],
     }

@@ -581,6 +581,7 @@ def _report_facts(report: SkinReportRead, t: Translator) -> dict[str, Any]:
         "grade": acne.grade if acne is not None else None,
         "grade_name": str(words.get("grade_name", "—")),
         "grade_range": str(words.get("grade_range", "")),
+        "count_note": str(words.get("count_note") or ""),
         "lesions": acne.lesions if acne is not None else None,
         "kinds": kinds,
         "advice": [str(a) for a in words.get("advice", [])],
