@@ -193,22 +193,7 @@ async def review_photo(
     photo_id: IdPath, data: ReviewIn, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
 ) -> ReviewRead:
     """A dermatologist confirms the grade, corrects the lesions and records a diagnosis."""
-    svc = service(session, runtime)
-    review = await svc.review(
-        actor,
-        photo_id,
-        confirmed_grade=data.confirmed_grade,
-        lesions=None
-        if data.lesions is None
-        else [[round(le.x, 5), round(le.y, 5), round(le.radius, 5), le.kind] for le in data.lesions],
-        diagnosis_code=data.diagnosis_code,
-        diagnosis_text=data.diagnosis_text,
-        notes=data.notes,
-        consultation_id=data.consultation_id,
-    )
-    if data.followup_days is not None:
-        photo = (await svc.get(actor, photo_id)).photo
-        await svc.set_followup(actor, photo.patient_id, interval_days=data.followup_days, views=[photo.view])
+    review = await service(session, runtime).review(actor, photo_id, data)
     return review_read(review, actor.display_name)
 
 

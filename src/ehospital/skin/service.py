@@ -35,6 +35,7 @@ from ehospital.skin.model import LESION_TYPES, AcneModel
 from ehospital.skin.quality import explain
 from ehospital.skin.report import NOT_ASSESSABLE, lang_of, wording
 from ehospital.skin.repository import SkinRepository
+from ehospital.skin.schemas import ReviewIn
 from ehospital.skin.storage import EncryptedFileStore
 from ehospital.skin.tables import VIEWS, SkinAnalysis, SkinFollowUp, SkinPhoto, SkinReview
 
@@ -292,38 +293,38 @@ class SkinService:
 
     # --- the dermatologist ------------------------------------------------------------------------
 
-    async def review(
-        self,
-        actor: Actor,
-        photo_id: int,
-        *,
-        confirmed_grade: int | None,
-        lesions: Sequence[Sequence[float | str]] | None,
-        diagnosis_code: str | None,
-        diagnosis_text: str,
-        notes: str,
-        consultation_id: int | None = None,
-    ) -> SkinReview:
-        """A dermatologist who has seen the patient confirms or corrects the AI's reading."""
+    async def review(self, actor: Actor, photo_id: int, data: ReviewIn) -> SkinReview:
+        """A dermatologist who has seen the patient confirms or corrects the AI's reading, and may
+        ask for comparable photos of the same view every `followup_days`."""
         if not actor.is_practising_doctor or actor.doctor_id is None:
             raise Forbidden("only the patient's doctors review skin photos", code="not_a_doctor")
         found = await self.get(actor, photo_id)
-        if consultation_id is not None:
-            patient = await self._patient(actor, found.photo.patient_id)
-            await self._consultation_of(actor, patient, consultation_id)
+        photo = found.photo
+        if data.consultation_id is not None:
+            patient = await self._patient(actor, photo.patient_id)
+            await self._consultation_of(actor, patient, data.consultation_id)
+        lesions = None
+        if data.lesions is not None:
+            lesions = json.dumps(
+                [[round(le.x, 5), round(le.y, 5), round(le.radius, 5), le.kind] for le in data.lesions]
+            )
         review = SkinReview(
-            photo_id=found.photo.id,
+            photo_id=photo.id,
             doctor_id=actor.doctor_id,
-            consultation_id=consultation_id or found.photo.consultation_id,
-            confirmed_grade=confirmed_grade,
-            lesions=json.dumps([list(item) for item in lesions]) if lesions is not None else None,
-            diagnosis_code=diagnosis_code,
-            diagnosis_text=diagnosis_text,
-            notes=notes,
+            consultation_id=data.consultation_id or photo.consultation_id,
+            confirmed_grade=data.confirmed_grade,
+            lesions=lesions,
+            diagnosis_code=data.diagnosis_code,
+            diagnosis_text=data.diagnosis_text,
+            notes=data.notes,
         )
         self.repo.add(review)
         await self.session.flush()
-        record(self.session, actor, "create", "skin_review", review.id, patient_id=found.photo.patient_id)
+        record(self.session, actor, "create", "skin_review", review.id, patient_id=photo.patient_id)
+        if data.followup_days is not None:
+            await self.set_followup(
+                actor, photo.patient_id, interval_days=data.followup_days, views=[photo.view]
+            )
         return review
 
     # --- follow-up --------------------------------------------------------------------------------

@@ -921,18 +921,7 @@ async def review_photo(photo_id: Id, web: DoctorWeb, form: PostedForm) -> Respon
         return await _doctor_page(web, photo_id, consultation_id, state=state, status_code=422)
     try:
         async with web.atomic():
-            await _service(web).review(
-                web.me,
-                photo_id,
-                confirmed_grade=data.confirmed_grade,
-                lesions=None
-                if data.lesions is None
-                else [[round(le.x, 5), round(le.y, 5), round(le.radius, 5), le.kind] for le in data.lesions],
-                diagnosis_code=data.diagnosis_code,
-                diagnosis_text=data.diagnosis_text,
-                notes=data.notes,
-                consultation_id=data.consultation_id,
-            )
+            await _service(web).review(web.me, photo_id, data)
     except DomainError as exc:
         if exc.status_code == 404 and exc.code == "photo_not_found":
             raise
