@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ehospital.skin.model import AcneModel
@@ -30,10 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(out: Path) -> list[dict[str, object]]:
+def _train(out: Path, *extra: str) -> list[dict[str, object]]:
     args = _parser().parse_args(
         ["train", "--data", str(DATA), "--out", str(out), "--work", str(out.parent / "work"), "--epochs", "1", "--size", "128",
-         "--limit", "8", "--views", "2", "--batch", "4", "--seed", "7"]
+         "--limit", "8", "--views", "2", "--batch", "4", "--seed", "7", *extra]
     )  # fmt: skip
     assert args.func(args) == 0
     log = (out.parent / "work" / "train-log.jsonl").read_text(encoding="utf-8").splitlines()
@@ -77,3 +78,29 @@ def test_pipeline_on_eight_photos(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert set(result[key]) == {"value", "ci95"}
     assert set(result["count_mae_by_type"]) == {"comedone", "papule", "pustule", "nodule_cyst"}
     assert len(result["confusion_matrix"]["counts"]) == 4
+
+
+def test_ensemble_with_views_rendered_in_worker_processes(tmp_path: Path) -> None:
+    """Two members share the frozen layers; views rendered by two processes train exactly like in-process ones."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _require(False, "torch is not installed (pip install -e '.[train]')")
+    _require((DATA / "train").is_dir(), f"ACNE04 photos not found at {DATA}")
+
+    extra = ("--members", "2", "--first-trained", "5", "--views", "3")
+    pooled = _train(tmp_path / "a" / "model", *extra, "--workers", "2")
+    inline = _train(tmp_path / "b" / "model", *extra)
+    epochs = [[{k: v for k, v in e.items() if k != "seconds"} for e in log if e["event"] == "epoch"]
+              for log in (pooled, inline)]  # fmt: skip
+    assert [e["member"] for e in epochs[0]] == [0, 1]
+    assert epochs[0] == epochs[1]
+    assert epochs[0][0]["heldout_mae"] != epochs[0][1]["heldout_mae"]  # different seeds, different members
+
+    out = tmp_path / "a" / "model"
+    meta = json.loads((out / "acne-v1.json").read_text(encoding="utf-8"))
+    assert meta["training"]["best_epoch"] == [1, 1]
+    assert "ensemble of 2" in meta["training"]["recipe"]
+    model = AcneModel(out / "acne-v1.onnx")
+    prediction = model.predict(np.full((200, 160, 3), 128, dtype=np.uint8))
+    assert prediction.count >= 0 and prediction.grade in range(4)

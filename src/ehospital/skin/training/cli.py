@@ -43,6 +43,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.add_argument("--batch", type=int, default=16)
     train.add_argument("--limit", type=int, default=None, help="train on N photos only (a quick check)")
     train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--device", default="cpu", help="torch device: cpu, or cuda to train on a GPU")
+    train.add_argument("--workers", type=int, default=1, help="processes that render the augmented views")
+    train.add_argument(
+        "--first-trained",
+        type=int,
+        default=8,
+        help="first EfficientNet block fine-tuned (5-10; earlier ones frozen)",
+    )
+    train.add_argument(
+        "--members", type=int, default=1, help="networks in the ensemble (seeds seed, seed+1, ...)"
+    )
+    train.add_argument("--width", type=int, default=64, help="channels of the merge and density head")
     train.add_argument("--version", default="acne-v1")
     train.add_argument("--no-valid", action="store_true", help="do not evaluate on the valid split")
     train.set_defaults(func=cmd_train, needs_settings=False)
@@ -82,6 +94,11 @@ def cmd_train(args: argparse.Namespace, _settings: object = None) -> int:
         batch=args.batch,
         limit=args.limit,
         threads=args.threads,
+        device=args.device,
+        workers=args.workers,
+        first_trained=args.first_trained,
+        width=args.width,
+        members=args.members,
         version=args.version,
         evaluate_valid=not args.no_valid,
     )

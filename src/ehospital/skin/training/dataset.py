@@ -242,3 +242,24 @@ def density_target(view: View, size: int, stride: int) -> np.ndarray:
         if total > 0:
             target[int(t)] += (blob / total).astype(np.float32)
     return target
+
+
+def render_views(
+    sample: Sample, size: int, stride: int, views: int, seed: int, index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images (V, S, S, 3) uint8, density targets (V, 4, S/stride, S/stride)) of one photo.
+
+    View 0 is the plain photo, view 1 its mirror image, the others random augmentations drawn
+    with the generator seeded by (seed, index, view), so the result does not depend on which
+    process renders it.
+    """
+    rgb = load_rgb(sample.path)
+    images, targets = [], []
+    for v in range(views):
+        if v < 2:
+            view = make_view(sample, rgb, size, flip=v == 1)
+        else:
+            view = make_view(sample, rgb, size, rng=np.random.default_rng([seed, index, v]))
+        images.append(view.image)
+        targets.append(density_target(view, size, stride))
+    return np.stack(images), np.stack(targets)

@@ -197,3 +197,29 @@ def load_imagenet(net: AcneNet, path: Path | None = None) -> None:
     if missing:
         raise ValueError(f"checkpoint lacks {sorted(missing)[:5]}")
     net.load_state_dict(loaded, strict=False)
+
+
+class AcneEnsemble(nn.Module):
+    """Several AcneNets trained with different seeds: their density maps and embeddings are averaged.
+
+    The members share the frozen layers (the same ImageNet weights), so `frozen` runs once.
+    """
+
+    def __init__(self, members: list[AcneNet]) -> None:
+        super().__init__()
+        if not members or len({m.first_trained for m in members}) != 1:
+            raise ValueError("an ensemble needs members with the same frozen layers")
+        self.members = nn.ModuleList(members)
+        self.nets = list(members)  # the same modules, typed
+
+    def frozen(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.nets[0].frozen(x)
+
+    def head(self, f8: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [member.head(f8, x) for member in self.nets]
+        density = torch.stack([d for d, _ in outputs]).mean(dim=0)
+        embedding = torch.stack([e for _, e in outputs]).mean(dim=0)
+        return density, embedding
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(*self.frozen(x))

