@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import random
 import re
 from collections.abc import Iterator
@@ -25,11 +24,20 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.browser.common import CHROMIUM, CHROMIUM_ARGS, REPO, need_browser
+from tests.browser.common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    api_client,
+    need_browser,
+    screenshot_dir,
+    shooter,
+    sign_in,
+    watch_console,
+)
 from tests.live import live_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page, ViewportSize
+    from playwright.sync_api import ViewportSize
 
 pytestmark = pytest.mark.browser
 
@@ -42,11 +50,7 @@ PREFIX = "glucose"
 
 @pytest.fixture(scope="module")
 def output_dir() -> Path:
-    folder = Path(os.environ.get("EHOSPITAL_TEST_OUTPUT") or REPO / "test-output" / "browser")
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{PREFIX}-*"):  # only ours: the other browser tests write here too
-        old.unlink()
-    return folder
+    return screenshot_dir(PREFIX)
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +61,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # --- the data, through the API --------------------------------------------------------------------
-
-
-def _client(base: str, username: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=60)
-    token = client.post("/api/v1/auth/token", data={"username": username, "password": password})
-    assert token.status_code == 200, token.text
-    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return client
 
 
 def _png() -> bytes:
@@ -188,8 +184,8 @@ def _follow(patient: httpx.Client, doctor: httpx.Client, member: dict[str, Any],
 @pytest.fixture(scope="module")
 def world(server: str) -> dict[str, Any]:
     """Consultations, care plans, CGMs and their readings; returns the ids the test needs."""
-    patient = _client(server, "patient", "patient-demo-1")
-    doctor = _client(server, "dr.zhang", "doctor-demo-1")
+    patient = api_client(server, "patient", "patient-demo-1")
+    doctor = api_client(server, "dr.zhang", "doctor-demo-1")
     family = {p["name"]: p for p in patient.get("/api/v1/patients").json()}
     centres = patient.get("/api/v1/centres").json()
     diabetes = next(c for c in centres if c["code"] == "diabetes")
@@ -219,47 +215,12 @@ def world(server: str) -> dict[str, Any]:
 # --- the browser ----------------------------------------------------------------------------------
 
 
-def _shooter(output_dir: Path) -> Any:
-    steps = iter(range(1, 100))
-
-    def shot(page: Page, name: str) -> Path:
-        path = output_dir / f"{PREFIX}-{next(steps):02d}-{name}.png"
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(path), full_page=True)
-        return path
-
-    return shot
-
-
-def _sign_in(page: Page, server: str, username: str, password: str, target: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{server}{target}")
-    expect(page).to_have_url(re.compile(r"/login\?next="))
-    page.fill("#login-username", username)
-    page.fill("#login-password", password)
-    page.click("#login-form button[type=submit]")
-    expect(page).to_have_url(re.compile(re.escape(target)))
-
-
-def _watch_console(page: Page, errors: list[str]) -> None:
-    """Collect script errors and CSP violations (refused forms answer 422 and the browser asks
-    for /favicon.ico: those "failed to load" lines are expected)."""
-
-    def on_console(message: Any) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            errors.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-
 def test_glucose_care_in_the_browser(server: str, world: dict[str, Any], output_dir: Path) -> None:
     need_browser()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)
-    shot = _shooter(output_dir)
+    shot = shooter(output_dir, PREFIX)
     pid = world["patient_id"]
 
     with sync_playwright() as pw:
@@ -269,10 +230,10 @@ def test_glucose_care_in_the_browser(server: str, world: dict[str, Any], output_
             patient_ctx.set_default_timeout(TIMEOUT_MS)
             patient = patient_ctx.new_page()
             errors: list[str] = []
-            _watch_console(patient, errors)
+            watch_console(patient, errors)
 
             # --- the patient's page, in Chinese ----------------------------------------------------
-            _sign_in(patient, server, "patient", "patient-demo-1", f"/glucose/{pid}")
+            sign_in(patient, server, "patient", "patient-demo-1", f"/glucose/{pid}")
             expect(patient.locator("h1")).to_contain_text("血糖管理")
             expect(patient.locator(".mainnav a[aria-current=page]")).to_have_text("我的血糖")
             expect(patient.locator("#members a[aria-current=page]")).to_have_text(MEMBER)
@@ -325,8 +286,8 @@ def test_glucose_care_in_the_browser(server: str, world: dict[str, Any], output_
             doctor_ctx = browser.new_context(locale="zh-CN", viewport=VIEWPORT)
             doctor_ctx.set_default_timeout(TIMEOUT_MS)
             doctor = doctor_ctx.new_page()
-            _watch_console(doctor, errors)
-            _sign_in(doctor, server, "dr.zhang", "doctor-demo-1", "/doctor/glucose")
+            watch_console(doctor, errors)
+            sign_in(doctor, server, "dr.zhang", "doctor-demo-1", "/doctor/glucose")
             expect(doctor.locator("h1")).to_have_text("血糖管理患者")
             rows = doctor.locator("#glucose-dashboard tbody tr")
             expect(rows).to_have_count(3)

@@ -13,17 +13,24 @@ $EHOSPITAL_TEST_OUTPUT (default test-output/browser), named skin-*.png.
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from PIL import Image
 
-from tests.browser.common import CHROMIUM, CHROMIUM_ARGS, REPO, need_browser
+from tests.browser.common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    api_client,
+    need_browser,
+    screenshot_dir,
+    shooter,
+    sign_in,
+    watch_console,
+)
 from tests.live import live_server
 from tests.test_web_skin import REFUSED, acne_photo, need_model
 
@@ -42,11 +49,7 @@ PREFIX = "skin"
 
 @pytest.fixture(scope="module")
 def output_dir() -> Path:
-    folder = Path(os.environ.get("EHOSPITAL_TEST_OUTPUT") or REPO / "test-output" / "browser")
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{PREFIX}-*"):  # only ours: the other browser tests write here too
-        old.unlink()
-    return folder
+    return screenshot_dir(PREFIX)
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +58,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     need_model()
     with live_server(tmp_path_factory.mktemp("skin-pages")) as base:
         yield base
-
-
-def _client(base: str, username: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=60)
-    token = client.post("/api/v1/auth/token", data={"username": username, "password": password})
-    assert token.status_code == 200, token.text
-    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return client
 
 
 def _png() -> bytes:
@@ -74,8 +69,8 @@ def _png() -> bytes:
 @pytest.fixture(scope="module")
 def world(server: str) -> dict[str, Any]:
     """A follow-up consultation in the acne clinic that dr.lin accepts; the ids the test needs."""
-    patient = _client(server, "patient", "patient-demo-1")
-    doctor = _client(server, "dr.lin", "doctor-demo-1")
+    patient = api_client(server, "patient", "patient-demo-1")
+    doctor = api_client(server, "dr.lin", "doctor-demo-1")
     member = next(p for p in patient.get("/api/v1/patients").json() if p["name"] == MEMBER)
     centre = next(c for c in patient.get("/api/v1/centres").json() if c["code"] == "skin")
     clinic = next(k for k in centre["clinics"] if k["code"] == "acne")
@@ -102,41 +97,6 @@ def world(server: str) -> dict[str, Any]:
     return {"patient_id": member["id"], "consultation_id": opened.json()["id"]}
 
 
-def _shooter(output_dir: Path) -> Any:
-    steps = iter(range(1, 100))
-
-    def shot(page: Page, name: str) -> Path:
-        path = output_dir / f"{PREFIX}-{next(steps):02d}-{name}.png"
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(path), full_page=True)
-        return path
-
-    return shot
-
-
-def _sign_in(page: Page, server: str, username: str, password: str, target: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{server}{target}")
-    expect(page).to_have_url(re.compile(r"/login\?next="))
-    page.fill("#login-username", username)
-    page.fill("#login-password", password)
-    page.click("#login-form button[type=submit]")
-    expect(page).to_have_url(re.compile(re.escape(target)))
-
-
-def _watch_console(page: Page, errors: list[str]) -> None:
-    """Collect script errors and CSP violations (refused uploads answer 422 and the browser asks
-    for /favicon.ico: those "failed to load" lines are expected)."""
-
-    def on_console(message: Any) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            errors.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-
 def _file(name: str, mime_type: str, content: bytes) -> FilePayload:
     return {"name": name, "mimeType": mime_type, "buffer": content}
 
@@ -155,7 +115,7 @@ def test_skin_care_in_the_browser(server: str, world: dict[str, Any], output_dir
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)
-    shot = _shooter(output_dir)
+    shot = shooter(output_dir, PREFIX)
     pid, cid = world["patient_id"], world["consultation_id"]
     name, photo = acne_photo()
 
@@ -166,10 +126,10 @@ def test_skin_care_in_the_browser(server: str, world: dict[str, Any], output_dir
             patient_ctx.set_default_timeout(TIMEOUT_MS)
             patient = patient_ctx.new_page()
             errors: list[str] = []
-            _watch_console(patient, errors)
+            watch_console(patient, errors)
 
             # --- the patient's page, in Chinese, before any photo ----------------------------------
-            _sign_in(patient, server, "patient", "patient-demo-1", "/skin")
+            sign_in(patient, server, "patient", "patient-demo-1", "/skin")
             expect(patient.locator("h1")).to_contain_text("皮肤管理")
             expect(patient.locator(".mainnav a[aria-current=page]")).to_have_text("皮肤")
             expect(patient.locator("#members a[aria-current=page]")).to_have_text(MEMBER)
@@ -234,8 +194,8 @@ def test_skin_care_in_the_browser(server: str, world: dict[str, Any], output_dir
             doctor_ctx = browser.new_context(locale="zh-CN", viewport=DESKTOP)
             doctor_ctx.set_default_timeout(TIMEOUT_MS)
             doctor = doctor_ctx.new_page()
-            _watch_console(doctor, errors)
-            _sign_in(doctor, server, "dr.lin", "doctor-demo-1", f"/consultations/{cid}")
+            watch_console(doctor, errors)
+            sign_in(doctor, server, "dr.lin", "doctor-demo-1", f"/consultations/{cid}")
             panel = doctor.locator("#skin-photos")
             expect(panel).to_contain_text("皮肤照片")
             expect(doctor.locator("#messages")).to_contain_text("AI 皮肤报告")
@@ -303,7 +263,7 @@ def test_skin_care_in_the_browser(server: str, world: dict[str, Any], output_dir
                 locale="zh-CN", viewport=PHONE, storage_state=patient_ctx.storage_state(), is_mobile=True
             )
             phone = phone_ctx.new_page()
-            _watch_console(phone, errors)
+            watch_console(phone, errors)
             phone.goto(f"{server}/skin/{pid}?lang=zh")
             width = phone.evaluate("document.documentElement.scrollWidth")
             assert width <= PHONE["width"], f"the page is {width} px wide on a 390 px phone"
