@@ -54,29 +54,67 @@ def ehospital_command() -> Path:
 @contextmanager
 def live_server(data: Path, env_extra: dict[str, str] | None = None) -> Iterator[str]:
     """The demo hospital served from `data`; yields the base URL, stops the server after."""
+    with live_cluster(data, 1, env_extra) as cluster:
+        yield cluster.bases[0]
+
+
+class Cluster:
+    """Server processes of one deployment: their URLs, and the means to stop one."""
+
+    def __init__(self, data: Path, env: dict[str, str]) -> None:
+        self.data = data
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.bases: list[str] = []
+
+    def start(self) -> str:
+        n = len(self.procs)
+        port = free_port()
+        log = self.data / f"server-{n}.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [str(ehospital_command()), "serve", "--port", str(port), "--log-level", "warning"],
+                env=self.env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{port}"
+        self.procs.append(proc)
+        self.bases.append(base)
+        wait_healthy(base, proc, log)
+        return base
+
+    def kill(self, index: int) -> None:
+        """Stop one process at once (SIGKILL: no goodbye to its sockets)."""
+        self.procs[index].kill()
+        self.procs[index].wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+@contextmanager
+def live_cluster(data: Path, processes: int, env_extra: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """`ehospital demo` once, then `processes` separate `ehospital serve` processes of the same
+    deployment (same data directory and database, each on its own port)."""
     exe = ehospital_command()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EHOSPITAL_")}
     env["EHOSPITAL_DATA_DIR"] = str(data)
     env.update(env_extra or {})
     seeded = subprocess.run([str(exe), "demo"], env=env, capture_output=True, text=True, timeout=180)
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
-    port = free_port()
-    log = data / "server.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    cluster = Cluster(data, env)
     try:
-        wait_healthy(base, proc, log)
-        yield base
+        for _ in range(processes):
+            cluster.start()
+        yield cluster
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        cluster.stop()

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # EHRs trusted to call the CDS Hooks service with their signed JWTs (see vetting/cds_auth.py);
     # without it only ehospital doctors' and pharmacists' bearer tokens are accepted.
     cds_clients_file: Path | None = None
+    # The message broker that lets several server processes share live chat (redis://host:6379/0);
+    # empty: one process, which fans messages out in memory.
+    broker_url: str = ""
     # The MQTT broker glucose devices publish to (mqtt://host:1883); empty: no bridge.
     mqtt_url: str = ""
     # The shared-subscription group of this deployment's processes (default: named after the

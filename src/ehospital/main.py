@@ -25,6 +25,7 @@ from ehospital.audit.router import router as audit_router
 from ehospital.audit.service import advance_anchor, seal
 from ehospital.auth.router import router as auth_router
 from ehospital.config import Settings, get_settings
+from ehospital.consultations.live import router as live_router
 from ehospital.consultations.router import router as consultations_router
 from ehospital.consultations.service import ConsultationService
 from ehospital.db import create_engine, create_sessionmaker, session_scope
@@ -47,6 +48,8 @@ from ehospital.pharmacy.router import router as pharmacy_router
 from ehospital.prescriptions.router import router as prescriptions_router
 from ehospital.prescriptions.service import PrescriptionService
 from ehospital.prescriptions.signing import KeyStore
+from ehospital.realtime.broker import broker_from_url
+from ehospital.realtime.hub import ChatHub, set_hub
 from ehospital.skin.router import router as skin_router
 from ehospital.skin.service import SkinService, photo_store
 from ehospital.vetting.knowledge import KnowledgeUnavailable, knowledge
@@ -179,6 +182,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 payments=payment_providers(settings),
             )
         runtime: Runtime = app.state.runtime
+        hub = ChatHub(broker_from_url(settings.broker_url, prefix=broker_prefix(settings)))
+        await hub.start()  # a configured broker that does not answer stops the start-up
+        set_hub(hub)
         try:  # the vetting engine's knowledge graph, built now rather than on a first request
             await asyncio.to_thread(knowledge)
         except KnowledgeUnavailable as exc:
@@ -215,6 +221,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await close_adapters(notifiers)
+            set_hub(None)
+            await hub.close()
             with contextlib.suppress(Exception):
                 await _seal(runtime)
             await runtime.engine.dispose()
@@ -262,6 +270,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         patients_router,
         directory_router,
         consultations_router,
+        live_router,
         prescriptions_router,
         skin_router,
         pharmacy_router,
@@ -275,6 +284,12 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
 
     mount_static(app)
     return app
+
+
+def broker_prefix(settings: Settings) -> str:
+    """Keys and channels of this deployment on a shared broker, named after its database (two
+    deployments on one Redis never hear each other's consultations)."""
+    return default_group(settings.resolved_database_url())
 
 
 def payment_providers(settings: Settings) -> dict[str, HmacProvider]:

@@ -99,3 +99,28 @@ class Message(IdMixin, CreatedMixin, Base):
     kind: Mapped[str] = mapped_column(String(16))  # "text", "image", "event"
     body: Mapped[str] = mapped_column(Text, default="")
     attachment_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("attachments.id"))
+    # The sender's own id for the message (live chat): a client that resends after a lost
+    # acknowledgement gets the stored message back instead of a copy.
+    client_id: Mapped[str | None] = mapped_column(String(64))
+
+
+Index(
+    "uq_messages_client_id",
+    Message.consultation_id,
+    Message.sender_id,
+    Message.client_id,
+    unique=True,
+    postgresql_where=text("client_id IS NOT NULL"),
+    sqlite_where=text("client_id IS NOT NULL"),
+)
+
+
+class ReadMark(Base):
+    """How far one participant has read a consultation's chat (read receipts)."""
+
+    __tablename__ = "message_reads"
+
+    consultation_id: Mapped[int] = mapped_column(BigId, ForeignKey("consultations.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -28,12 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.models import AuditEvent
 from ehospital.audit.service import audit_values
+from ehospital.auth.models import Account
 from ehospital.consultations.models import (
     CHATTING_STATUSES,
     EXPIRED_REASON,
     Attachment,
     Consultation,
     Message,
+    ReadMark,
     Status,
 )
 from ehospital.directory.models import Doctor
@@ -71,7 +73,7 @@ def _post_text_statement(by_doctor: bool, statuses: frozenset[Status]) -> Execut
     stored = (
         insert(Message)
         .from_select(
-            ["consultation_id", "seq", "sender_id", "sender_role", "kind", "body", "created_at"],
+            ["consultation_id", "seq", "sender_id", "sender_role", "kind", "body", "created_at", "client_id"],
             select(
                 bindparam("p_consultation_id", type_=BigId),
                 taken.c.last_seq,
@@ -80,6 +82,7 @@ def _post_text_statement(by_doctor: bool, statuses: frozenset[Status]) -> Execut
                 literal_column("'text'"),
                 bindparam("p_body", type_=Text()),
                 bindparam("p_created_at", type_=UTCDateTime()),
+                bindparam("p_client_id", type_=String()),
             ),
         )
         .returning(*Message.__table__.c)
@@ -260,7 +263,12 @@ class ConsultationRepository:
         return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
 
     async def post_text_pg(
-        self, actor: Actor, consultation_id: int, statuses: frozenset[Status], body: str
+        self,
+        actor: Actor,
+        consultation_id: int,
+        statuses: frozenset[Status],
+        body: str,
+        client_id: str | None = None,
     ) -> tuple[Message, str] | None:
         """PostgreSQL: number, store and audit a text message in ONE statement (the chat hot path).
 
@@ -276,6 +284,7 @@ class ConsultationRepository:
             "p_sender_role": str(actor.role),
             "p_body": body,
             "p_created_at": utcnow(),
+            "p_client_id": client_id,
             **{f"audit_{k}": v for k, v in audit_values(actor, "create", "message", None).items()},
         }
         row = (await self.session.execute(statement, params)).first()
@@ -318,6 +327,41 @@ class ConsultationRepository:
                 .limit(limit)
             )
         ).all()
+
+    async def message_by_client_id(
+        self, consultation_id: int, sender_id: int, client_id: str
+    ) -> Message | None:
+        return await one_or_none(
+            self.session,
+            select(Message).where(
+                Message.consultation_id == consultation_id,
+                Message.sender_id == sender_id,
+                Message.client_id == client_id,
+            ),
+        )
+
+    async def mark_read(self, consultation_id: int, account_id: int, seq: int, now: datetime) -> int:
+        """Move the account's read mark forward to `seq` (never back); returns the mark now stored."""
+        found = await self.session.get(ReadMark, (consultation_id, account_id), with_for_update=True)
+        if found is None:
+            self.session.add(
+                ReadMark(consultation_id=consultation_id, account_id=account_id, seq=seq, read_at=now)
+            )
+            await self.session.flush()
+            return seq
+        if seq > found.seq:
+            found.seq = seq
+            found.read_at = now
+        return found.seq
+
+    async def read_marks(self, consultation_id: int) -> Sequence[tuple[ReadMark, str]]:
+        rows = await self.session.execute(
+            select(ReadMark, Account.role)
+            .join(Account, Account.id == ReadMark.account_id)
+            .where(ReadMark.consultation_id == consultation_id)
+            .order_by(ReadMark.account_id)
+        )
+        return [(mark, str(role)) for mark, role in rows.tuples()]
 
     async def has_doctor_message(self, consultation_id: int) -> bool:
         found = await self.session.scalar(

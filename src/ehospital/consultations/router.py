@@ -16,6 +16,8 @@ from ehospital.consultations.schemas import (
     MessageCreate,
     MessageRead,
     QueueItem,
+    ReadIn,
+    ReadMarkRead,
     TerminateIn,
 )
 from ehospital.consultations.service import ConsultationService
@@ -196,3 +198,23 @@ async def post_message(
     """Send a text message or an image (upload it first with purpose=message)."""
     message = await _service(session, runtime).post_message(actor, consultation_id, data)
     return MessageRead.model_validate(message)
+
+
+@router.post("/consultations/{consultation_id}/read", response_model=ReadMarkRead)
+async def mark_read(
+    consultation_id: IdPath,
+    data: ReadIn,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> ReadMarkRead:
+    """Record that the caller has read the chat up to `seq` (a read receipt for the other side)."""
+    return await _service(session, runtime).mark_read(actor, consultation_id, data.seq)
+
+
+@router.get("/consultations/{consultation_id}/read", response_model=list[ReadMarkRead])
+async def read_marks(
+    consultation_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> list[ReadMarkRead]:
+    """How far each participant has read the chat."""
+    return await _service(session, runtime).read_marks(actor, consultation_id)

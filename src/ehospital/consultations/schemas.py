@@ -88,9 +88,17 @@ class QueueItem(Output):
     evidence_count: int
 
 
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
 class MessageCreate(Input):
     body: str = Field(default="", max_length=4000)
     attachment_id: DbId | None = None
+    client_id: str | None = Field(
+        default=None,
+        pattern=CLIENT_ID_PATTERN,
+        description="the sender's own id for this message: sending it again returns the stored message",
+    )
 
 
 class MessageRead(Output):
@@ -101,7 +109,19 @@ class MessageRead(Output):
     kind: str
     body: str
     attachment_id: int | None
+    client_id: str | None = None
     created_at: datetime
+
+
+class ReadIn(Input):
+    seq: int = Field(ge=0, le=2_000_000_000, description="the last message read")
+
+
+class ReadMarkRead(Output):
+    account_id: int
+    role: str
+    seq: int
+    read_at: datetime
 
 
 class DiagnosisIn(Input):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,8 +29,10 @@ from ehospital.consultations.schemas import (
     ConsultationRead,
     DiagnosisIn,
     MessageCreate,
+    MessageRead,
     PatientBrief,
     QueueItem,
+    ReadMarkRead,
     TerminateIn,
 )
 from ehospital.directory.repository import DirectoryRepository
@@ -42,6 +45,7 @@ from ehospital.kit.txn import after_commit
 from ehospital.patients.models import Patient
 from ehospital.patients.repository import PatientRepository
 from ehospital.patients.service import age_on
+from ehospital.realtime.hub import publish_after_commit
 
 MAX_EVIDENCE = 9
 
@@ -336,14 +340,36 @@ class ConsultationService:
 
     # --- messages ---------------------------------------------------------------------------
     async def post_message(self, actor: Actor, consultation_id: int, data: MessageCreate) -> Message:
-        """Append a message (text and/or an image) to an open consultation."""
+        """Append a message (text and/or an image) to an open consultation.
+
+        With a `client_id` the sender already used in this consultation, the stored message is
+        returned instead of a second copy (a client resending after a lost acknowledgement).
+        """
+        message, _ = await self.post_message_once(actor, consultation_id, data)
+        return message
+
+    async def post_message_once(
+        self, actor: Actor, consultation_id: int, data: MessageCreate
+    ) -> tuple[Message, bool]:
+        """(the message, whether it was stored now): False for a repeated `client_id`."""
         if not data.body and data.attachment_id is None:
             raise Unprocessable("a message needs text or an image", code="empty_message")
         allowed = CHATTING_STATUSES if actor.is_practising_doctor else OPEN_STATUSES
         if not (actor.is_patient or actor.is_practising_doctor):
             raise _not_found()
+        if data.client_id is not None:
+            earlier = await self.repo.message_by_client_id(consultation_id, actor.account_id, data.client_id)
+            if earlier is not None:
+                return earlier, False
+        message = await self._store_message(actor, consultation_id, data, allowed)
+        self._publish(message)
+        return message, True
+
+    async def _store_message(
+        self, actor: Actor, consultation_id: int, data: MessageCreate, allowed: frozenset[Status]
+    ) -> Message:
         if data.attachment_id is None and self.session.get_bind().dialect.name == "postgresql":
-            fast = await self.repo.post_text_pg(actor, consultation_id, allowed, data.body)
+            fast = await self.repo.post_text_pg(actor, consultation_id, allowed, data.body, data.client_id)
             if fast is not None:
                 message, status = fast
                 if actor.is_doctor and status == Status.ACCEPTED:
@@ -377,9 +403,45 @@ class ConsultationService:
             kind=kind,
             body=data.body,
             attachment_id=data.attachment_id,
+            client_id=data.client_id,
         )
         record(self.session, actor, "create", "message", message.id, patient_id=patient_id)
         return message
+
+    def _publish(self, message: Message) -> None:
+        """Hand the message to live chat once it is committed."""
+        publish_after_commit(self.session, message.consultation_id, lambda: message_event(message))
+
+    async def mark_read(self, actor: Actor, consultation_id: int, seq: int) -> ReadMarkRead:
+        """Record that the actor has read the chat up to `seq`; tells the other side live."""
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        seq = min(seq, consultation.last_seq)
+        now = utcnow()
+        stored = await self.repo.mark_read(consultation.id, actor.account_id, seq, now)
+        account_id, role = actor.account_id, str(actor.role)
+        publish_after_commit(
+            self.session,
+            consultation.id,
+            lambda: {
+                "type": "read",
+                "consultation_id": consultation_id,
+                "account_id": account_id,
+                "role": role,
+                "seq": stored,
+            },
+        )
+        return ReadMarkRead(account_id=account_id, role=role, seq=stored, read_at=now)
+
+    async def read_marks(self, actor: Actor, consultation_id: int) -> list[ReadMarkRead]:
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        return [
+            ReadMarkRead(account_id=mark.account_id, role=role, seq=mark.seq, read_at=mark.read_at)
+            for mark, role in await self.repo.read_marks(consultation.id)
+        ]
 
     async def _refuse_message(self, actor: Actor, consultation_id: int) -> Message:
         """Why a message could not be added: not theirs (404) or not open (409)."""
@@ -410,16 +472,16 @@ class ConsultationService:
 
     async def _event(self, consultation: Consultation, text: str) -> None:
         """A system line in the chat, so both sides see each change of state in order."""
-        self.repo.add(
-            Message(
-                consultation_id=consultation.id,
-                seq=await self.repo.next_seq(consultation.id),
-                sender_id=None,
-                sender_role="system",
-                kind="event",
-                body=text,
-            )
+        message = Message(
+            consultation_id=consultation.id,
+            seq=await self.repo.next_seq(consultation.id),
+            sender_id=None,
+            sender_role="system",
+            kind="event",
+            body=text,
         )
+        self.repo.add(message)
+        self._publish(message)
 
     async def _expire_if_due(self, consultation: Consultation) -> bool:
         if consultation.status == Status.REQUESTED and consultation.expires_at <= utcnow():
@@ -456,6 +518,15 @@ class ConsultationService:
     async def expire_due(self) -> int:
         """Expire every requested consultation past its deadline (run periodically)."""
         return len(await self.repo.expire_due(utcnow()))
+
+
+def message_event(message: Message) -> dict[str, Any]:
+    """The live-chat event of a stored message."""
+    return {
+        "type": "message",
+        "consultation_id": message.consultation_id,
+        "message": MessageRead.model_validate(message).model_dump(mode="json"),
+    }
 
 
 def _to_read(

@@ -1,0 +1,413 @@
+"""Live chat over WebSocket: `/api/v1/consultations/{id}/live`.
+
+The protocol (JSON text frames; docs/ARCHITECTURE.md has the full table):
+
+* the client opens with `{"type": "hello", "after_seq": N, "token": "<bearer>"}` (a web page
+  signed in by its session cookie leaves the token out);
+* the server answers `welcome` (status, last seq, who is present, read marks), then every stored
+  message after N in order, then live events: `message`, `typing`, `read`, `presence`;
+* `{"type": "send", "client_id": "...", "body": "..."}` is stored, committed, and only then
+  acknowledged with `{"type": "ack", "client_id", "seq"}`; a `client_id` sent again (after a
+  reconnect that lost the ack) is acknowledged with the stored message's seq, never stored twice;
+* `typing`, `read` (with `seq`) and `ping` complete the set.
+
+Every message a socket receives has a per-consultation sequence number; the writer sends each
+seq once and in order: a live message that arrives ahead of one it has not seen (two processes
+publishing out of order) first fills the gap from the database. A client that reconnects with the
+last seq it received gets exactly what it missed. The token is checked again on every frame (the
+principal cache makes that cheap) and the consultation's rights by the service on every write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from ehospital.auth.service import AuthService
+from ehospital.consultations.models import Message
+from ehospital.consultations.repository import ConsultationRepository
+from ehospital.consultations.schemas import MessageCreate, ReadIn
+from ehospital.consultations.service import ConsultationService, message_event
+from ehospital.deps import Runtime
+from ehospital.kit.context import Actor
+from ehospital.kit.errors import DomainError
+from ehospital.realtime.hub import ChatHub, Event, current_hub
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["consultations"])
+
+SESSION_COOKIE = "ehospital_session"  # the web pages' cookie (web/common.py)
+HELLO_SECONDS = 10.0
+QUEUE_LIMIT = 2000  # events waiting for a slow socket before it is told to reconnect
+BACKLOG_PAGE = 500
+PRESENCE_REFRESH = 20.0
+TYPING_INTERVAL = 1.0  # at most one typing event per second per socket
+
+# Close codes (4000–4999 are the application's).
+CLOSE_BAD_HELLO = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_LAGGING = 4408
+
+
+class _Lagging(Exception):
+    pass
+
+
+@dataclass
+class _Connection:
+    socket: WebSocket
+    runtime: Runtime
+    hub: ChatHub
+    consultation_id: int
+    token: str
+    kind: str  # "bearer" or "session"
+    actor: Actor
+    last_sent: int = 0
+    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    lagging: bool = False
+    last_typing: float = 0.0
+
+    @property
+    def member(self) -> str:
+        return f"{self.actor.account_id}:{self.actor.role}"
+
+    def deliver(self, event: Event) -> None:
+        """The hub's listener: queue an event for the writer (never blocks the broker reader)."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lagging = True
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.socket.send_text(orjson.dumps(frame).decode())
+
+    async def reauthenticate(self) -> None:
+        async with self.runtime.sessionmaker() as session:
+            actor = await AuthService(session, self.runtime.settings).authenticate(
+                self.token, address=self.actor.address, request_id=None, kind=self.kind
+            )
+            await session.commit()
+        if actor is None:
+            raise _Unauthenticated
+        self.actor = actor
+
+    async def send_messages_after(self, after: int, upto: int | None = None) -> None:
+        """Stored messages with seq > after (and ≤ upto), in order, from the database."""
+        while True:
+            async with self.runtime.sessionmaker() as session:
+                found = list(
+                    await ConsultationRepository(session).messages(self.consultation_id, after, BACKLOG_PAGE)
+                )
+            for message in found:
+                if upto is not None and message.seq > upto:
+                    return
+                await self._send_message(message)
+                after = message.seq
+            if len(found) < BACKLOG_PAGE:
+                return
+
+    async def _send_message(self, message: Message) -> None:
+        if message.seq <= self.last_sent:
+            return
+        await self.send(message_event(message))
+        self.last_sent = message.seq
+
+    async def write(self) -> None:
+        """Queued events to the socket; messages exactly once and in seq order."""
+        while True:
+            event = await self.queue.get()
+            if self.lagging:
+                raise _Lagging
+            if event.get("type") != "message":
+                await self.send(event)
+                continue
+            seq = int(event["message"]["seq"])
+            if seq <= self.last_sent:
+                continue  # already sent (from the backlog, or a gap fill)
+            if seq > self.last_sent + 1:
+                # A message ahead of one not seen yet: the earlier ones are committed (the
+                # consultation row lock orders them), so the database has them.
+                await self.send_messages_after(self.last_sent, seq - 1)
+            await self.send(event)
+            self.last_sent = seq
+
+
+class _Unauthenticated(Exception):
+    pass
+
+
+async def _hello(socket: WebSocket) -> dict[str, Any]:
+    try:
+        raw = await asyncio.wait_for(socket.receive_text(), HELLO_SECONDS)
+        frame = orjson.loads(raw)
+    except TimeoutError as exc:
+        raise _BadHello("no hello within 10 s") from exc
+    except orjson.JSONDecodeError as exc:
+        raise _BadHello("the first frame must be a JSON hello") from exc
+    if not isinstance(frame, dict) or frame.get("type") != "hello":
+        raise _BadHello('the first frame must be {"type": "hello", ...}')
+    after = frame.get("after_seq", 0)
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= 2_000_000_000:
+        raise _BadHello("after_seq must be a whole number ≥ 0")
+    token = frame.get("token")
+    if token is not None and not isinstance(token, str):
+        raise _BadHello("token must be a string")
+    return frame
+
+
+class _BadHello(Exception):
+    pass
+
+
+def _same_origin(socket: WebSocket) -> bool:
+    """A cookie-signed socket must come from our own pages (no cross-site WebSocket hijacking)."""
+    origin = socket.headers.get("origin")
+    host = socket.headers.get("host")
+    if origin is None or host is None:
+        return False
+    return origin.split("://", 1)[-1] == host
+
+
+async def _close(socket: WebSocket, code: int, reason: str, error_code: str) -> None:
+    with contextlib.suppress(Exception):
+        await socket.send_text(
+            orjson.dumps({"type": "error", "code": error_code, "message": reason}).decode()
+        )
+        await socket.close(code, reason[:120])
+
+
+@router.websocket("/consultations/{consultation_id}/live")
+async def live(socket: WebSocket, consultation_id: int) -> None:
+    """Live chat of one consultation (see the module's documentation for the protocol)."""
+    runtime: Runtime = socket.app.state.runtime
+    hub = current_hub()
+    await socket.accept()
+    if hub is None:  # pragma: no cover - the lifespan always starts one
+        await _close(socket, 1011, "live chat is not running", "unavailable")
+        return
+    try:
+        hello = await _hello(socket)
+    except _BadHello as exc:
+        await _close(socket, CLOSE_BAD_HELLO, str(exc), "bad_hello")
+        return
+    except WebSocketDisconnect:
+        return
+    token: str | None = hello.get("token")
+    kind = "bearer"
+    if token is None:
+        token = socket.cookies.get(SESSION_COOKIE)
+        kind = "session"
+        if token is not None and not _same_origin(socket):
+            await _close(socket, CLOSE_UNAUTHENTICATED, "cross-site socket refused", "bad_origin")
+            return
+    if not token:
+        await _close(socket, CLOSE_UNAUTHENTICATED, "sign in first (token missing)", "not_authenticated")
+        return
+    address = socket.client.host if socket.client else None
+    async with runtime.sessionmaker() as session:
+        actor = await AuthService(session, runtime.settings).authenticate(
+            token, address=address, request_id=None, kind=kind
+        )
+        consultation = None
+        if actor is not None:
+            consultation = await ConsultationRepository(session).visible(actor, consultation_id)
+        await session.commit()
+    if actor is None:
+        await _close(
+            socket, CLOSE_UNAUTHENTICATED, "the token is invalid, expired or revoked", "invalid_token"
+        )
+        return
+    if consultation is None:
+        await _close(socket, CLOSE_NOT_FOUND, "no such consultation, or not yours", "not_found")
+        return
+
+    after = min(int(hello["after_seq"]), consultation.last_seq)
+    conn = _Connection(socket, runtime, hub, consultation_id, token, kind, actor, last_sent=after)
+    # Subscribe before reading the backlog: whatever is committed from now on arrives live,
+    # whatever was committed before is in the backlog, and seq numbers drop what is in both.
+    await hub.join(consultation_id, conn.deliver)
+    room = str(consultation_id)
+    try:
+        await hub.broker.touch_presence(room, conn.member)
+        async with runtime.sessionmaker() as session:
+            marks = await ConsultationService(session, runtime.settings, runtime.files).read_marks(
+                actor, consultation_id
+            )
+        await conn.send(
+            {
+                "type": "welcome",
+                "consultation_id": consultation_id,
+                "status": consultation.status,
+                "last_seq": consultation.last_seq,
+                "you": {"account_id": actor.account_id, "role": str(actor.role)},
+                "present": await hub.broker.present(room),
+                "reads": [m.model_dump(mode="json") for m in marks],
+            }
+        )
+        await hub.publish(consultation_id, await _presence(hub, consultation_id))
+        await conn.send_messages_after(conn.last_sent)
+        await _serve(conn)
+    except (WebSocketDisconnect, _Unauthenticated, _Lagging, asyncio.CancelledError) as exc:
+        if isinstance(exc, _Unauthenticated):
+            await _close(socket, CLOSE_UNAUTHENTICATED, "the token expired or was revoked", "invalid_token")
+        elif isinstance(exc, _Lagging):
+            await _close(socket, CLOSE_LAGGING, "too far behind: reconnect and resume", "lagging")
+        elif isinstance(exc, asyncio.CancelledError):
+            raise
+    except Exception:
+        log.exception("live chat of consultation %s failed", consultation_id)
+        await _close(socket, 1011, "internal error", "internal")
+    finally:
+        await hub.leave(consultation_id, conn.deliver)
+        with contextlib.suppress(Exception):
+            await hub.broker.leave_presence(room, conn.member)
+            await hub.publish(consultation_id, await _presence(hub, consultation_id))
+
+
+async def _presence(hub: ChatHub, consultation_id: int) -> Event:
+    return {
+        "type": "presence",
+        "consultation_id": consultation_id,
+        "present": await hub.broker.present(str(consultation_id)),
+    }
+
+
+async def _serve(conn: _Connection) -> None:
+    """Read frames and write events until the socket closes or a side fails."""
+    writer = asyncio.create_task(conn.write(), name="live-writer")
+    heartbeat = asyncio.create_task(_heartbeat(conn), name="live-presence")
+    reader = asyncio.create_task(_read(conn), name="live-reader")
+    try:
+        done, _ = await asyncio.wait({writer, heartbeat, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # re-raise what ended it
+    finally:
+        for task in (writer, heartbeat, reader):
+            task.cancel()
+        for task in (writer, heartbeat, reader):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _heartbeat(conn: _Connection) -> None:
+    while True:
+        await asyncio.sleep(PRESENCE_REFRESH)
+        await conn.hub.broker.touch_presence(str(conn.consultation_id), conn.member)
+
+
+async def _read(conn: _Connection) -> None:
+    while True:
+        raw = await conn.socket.receive_text()
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await conn.send({"type": "error", "code": "invalid_frame", "message": "not JSON"})
+            continue
+        if not isinstance(frame, dict):
+            await conn.send({"type": "error", "code": "invalid_frame", "message": "a frame is a JSON object"})
+            continue
+        kind = frame.get("type")
+        if kind == "ping":
+            await conn.send({"type": "pong"})
+            continue
+        await conn.reauthenticate()  # every frame: an expired or revoked token ends the socket
+        if kind == "send":
+            await _on_send(conn, frame)
+        elif kind == "typing":
+            now = time.monotonic()
+            if now - conn.last_typing >= TYPING_INTERVAL:
+                conn.last_typing = now
+                await conn.hub.publish(
+                    conn.consultation_id,
+                    {
+                        "type": "typing",
+                        "consultation_id": conn.consultation_id,
+                        "account_id": conn.actor.account_id,
+                        "role": str(conn.actor.role),
+                        "name": conn.actor.display_name,
+                    },
+                )
+        elif kind == "read":
+            await _on_read(conn, frame)
+        else:
+            await conn.send(
+                {"type": "error", "code": "unknown_type", "message": f"unknown frame type {kind!r}"}
+            )
+
+
+async def _in_transaction(conn: _Connection, work: Any) -> Any:
+    """Run `work(service)` in one committed transaction; a DomainError rolls it back."""
+    async with conn.runtime.sessionmaker() as session:
+        service = ConsultationService(session, conn.runtime.settings, conn.runtime.files)
+        try:
+            result = await work(service)
+        except DomainError:
+            await session.rollback()
+            raise
+        await session.commit()
+        return result
+
+
+async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
+    client_id = frame.get("client_id")
+    try:
+        data = MessageCreate.model_validate({k: v for k, v in frame.items() if k != "type"})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        await conn.send(
+            {"type": "error", "code": "invalid_message", "client_id": client_id, "message": problems}
+        )
+        return
+    try:
+        message, stored = await _in_transaction(
+            conn, lambda service: service.post_message_once(conn.actor, conn.consultation_id, data)
+        )
+    except DomainError as exc:
+        await conn.send(
+            {
+                "type": "error",
+                "code": exc.code,
+                "status": exc.status_code,
+                "client_id": client_id,
+                "message": exc.message,
+            }
+        )
+        return
+    # Committed: now, and only now, the sender hears that it is stored.
+    await conn.send(
+        {
+            "type": "ack",
+            "client_id": data.client_id,
+            "seq": message.seq,
+            "id": message.id,
+            "duplicate": not stored,
+        }
+    )
+
+
+async def _on_read(conn: _Connection, frame: dict[str, Any]) -> None:
+    try:
+        data = ReadIn.model_validate({"seq": frame.get("seq")})
+    except ValidationError:
+        await conn.send(
+            {"type": "error", "code": "invalid_read", "message": "seq must be a whole number ≥ 0"}
+        )
+        return
+    try:
+        await _in_transaction(
+            conn, lambda service: service.mark_read(conn.actor, conn.consultation_id, data.seq)
+        )
+    except DomainError as exc:
+        await conn.send(
+            {"type": "error", "code": exc.code, "status": exc.status_code, "message": exc.message}
+        )

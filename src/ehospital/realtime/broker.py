@@ -1,0 +1,188 @@
+"""Publish/subscribe between the server processes, plus who is present where.
+
+`MemoryBroker` serves one process (the default install); `RedisBroker` lets any number of
+processes share the work (`EHOSPITAL_BROKER_URL=redis://…`): a message published by the process
+that stored it reaches the sockets every other process holds. Delivery through the broker is
+best effort and fast; the database stays the record, and receivers fill any gap from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes], None]
+PRESENCE_TTL = 60.0  # seconds a presence mark lives without a refresh
+
+
+class Broker(ABC):
+    """Channels with local subscribers; `handler(channel, payload)` runs on the event loop."""
+
+    def __init__(self) -> None:
+        self.handler: Handler | None = None
+
+    async def start(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    @abstractmethod
+    async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    @abstractmethod
+    async def subscribe(self, channel: str) -> None: ...
+
+    @abstractmethod
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    @abstractmethod
+    async def touch_presence(self, room: str, member: str) -> None:
+        """Mark `member` present in `room` for PRESENCE_TTL seconds."""
+
+    @abstractmethod
+    async def leave_presence(self, room: str, member: str) -> None: ...
+
+    @abstractmethod
+    async def present(self, room: str) -> list[str]:
+        """Members marked present in `room` in the last PRESENCE_TTL seconds."""
+
+
+class MemoryBroker(Broker):
+    """One process: publishing hands the payload to this process's own subscribers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels: set[str] = set()
+        self.presence: dict[str, dict[str, float]] = {}
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        if channel in self.channels and self.handler is not None:
+            self.handler(channel, payload)
+
+    async def subscribe(self, channel: str) -> None:
+        self.channels.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
+
+    async def touch_presence(self, room: str, member: str) -> None:
+        self.presence.setdefault(room, {})[member] = time.monotonic() + PRESENCE_TTL
+
+    async def leave_presence(self, room: str, member: str) -> None:
+        members = self.presence.get(room, {})
+        members.pop(member, None)
+        if not members:
+            self.presence.pop(room, None)
+
+    async def present(self, room: str) -> list[str]:
+        now = time.monotonic()
+        members = self.presence.get(room, {})
+        return sorted(m for m, until in members.items() if until > now)
+
+
+class RedisBroker(Broker):
+    """Redis pub/sub: one subscriber connection per process, subscribed to the channels of the
+    rooms it holds sockets for; presence in a sorted set per room scored by expiry time."""
+
+    def __init__(self, url: str, prefix: str = "ehospital") -> None:
+        super().__init__()
+        import redis.asyncio as aioredis
+
+        self.url = url
+        self.prefix = prefix
+        self.redis: Any = aioredis.Redis.from_url(url)
+        self.pubsub: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.subscribed: set[str] = set()
+        self.ready = asyncio.Event()
+
+    def _key(self, channel: str) -> str:
+        return f"{self.prefix}:{channel}"
+
+    async def start(self, handler: Handler) -> None:
+        await super().start(handler)
+        await self.redis.ping()  # a broker that does not answer stops the start-up, loudly
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # A subscription to a channel nobody publishes to keeps the connection open, so
+        # listen() has something to wait on before the first room is joined.
+        await self.pubsub.subscribe(self._key("_alive"))
+        self.reader = asyncio.create_task(self._read(), name="broker-reader")
+
+    async def _read(self) -> None:
+        strip = len(self.prefix) + 1
+        while True:
+            try:
+                async for item in self.pubsub.listen():
+                    if item.get("type") != "message" or self.handler is None:
+                        continue
+                    channel = item["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    try:
+                        self.handler(channel[strip:], item["data"])
+                    except Exception:  # one bad payload must not stop the reader
+                        log.exception("broker handler failed on %s", channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the broker subscription; reconnecting", exc_info=True)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await self.pubsub.subscribe(
+                        self._key("_alive"), *(self._key(c) for c in sorted(self.subscribed))
+                    )
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader
+        if self.pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        await self.redis.publish(self._key(channel), payload)
+
+    async def subscribe(self, channel: str) -> None:
+        self.subscribed.add(channel)
+        await self.pubsub.subscribe(self._key(channel))
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.subscribed.discard(channel)
+        await self.pubsub.unsubscribe(self._key(channel))
+
+    async def touch_presence(self, room: str, member: str) -> None:
+        key = self._key(f"presence:{room}")
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(key, {member: now + PRESENCE_TTL})
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.expire(key, int(PRESENCE_TTL * 2))
+        await pipe.execute()
+
+    async def leave_presence(self, room: str, member: str) -> None:
+        await self.redis.zrem(self._key(f"presence:{room}"), member)
+
+    async def present(self, room: str) -> list[str]:
+        found = await self.redis.zrangebyscore(self._key(f"presence:{room}"), time.time(), "+inf")
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in found)
+
+
+def broker_from_url(url: str, prefix: str = "ehospital") -> Broker:
+    """The broker a setting names: "" → in memory; redis://… → Redis."""
+    if not url:
+        return MemoryBroker()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBroker(url, prefix)
+    raise ValueError(f"unsupported broker URL {url!r} (expected redis://host:port/db)")

@@ -1,0 +1,316 @@
+"""Live chat over WebSocket against a real server process (SQLite, the in-memory broker): ack
+after storage, delivery, resume after a reconnect, resend without duplicates, typing, read
+receipts, REST and WebSocket side by side, and every refusal with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.chat_client import ChatClient, rest, token_of, ws_url
+from tests.live import live_server
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (250, 245, 240)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def open_consultation(
+    base: str, patient_token: str, doctor_token: str, doctor_name: str = "林芳 Lin Fang"
+) -> int:
+    """A follow-up consultation of the demo patient in the skin centre, accepted by the doctor."""
+    patient = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {patient_token}"}, timeout=30)
+    doctor = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {doctor_token}"}, timeout=30)
+    member = next(p for p in patient.get("/api/v1/patients").json() if p["name"] == "李娜 Li Na")
+    centre = next(c for c in patient.get("/api/v1/centres").json() if c["code"] == "skin")
+    doctors = patient.get("/api/v1/doctors", params={"centre_id": centre["id"]}).json()
+    chosen = next(d for d in doctors if d["name"] == doctor_name)
+    upload = patient.post(
+        "/api/v1/uploads?purpose=evidence", files={"file": ("病历.png", _png(), "image/png")}
+    )
+    assert upload.status_code == 201, upload.text
+    opened = patient.post(
+        "/api/v1/consultations",
+        json={
+            "patient_id": member["id"],
+            "centre_id": centre["id"],
+            "visit_type": "follow_up",
+            "complaint": "面部痤疮复诊，想调整外用药。",
+            "prior_diagnosis": "寻常痤疮",
+            "evidence_ids": [upload.json()["id"]],
+            "doctor_id": chosen["id"],
+        },
+    )
+    assert opened.status_code == 201, opened.text
+    cid: int = opened.json()["id"]
+    accepted = doctor.post(f"/api/v1/consultations/{cid}/accept")
+    assert accepted.status_code == 200, accepted.text
+    return cid
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with live_server(tmp_path_factory.mktemp("chat-live")) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def world(server: str) -> dict[str, Any]:
+    patient = token_of(server, "patient", "patient-demo-1")
+    doctor = token_of(server, "dr.lin", "doctor-demo-1")
+    return {"patient": patient, "doctor": doctor, "cid": open_consultation(server, patient, doctor)}
+
+
+async def _pair(server: str, world: dict[str, Any]) -> tuple[ChatClient, ChatClient]:
+    patient = ChatClient(server, world["patient"], world["cid"])
+    doctor = ChatClient(server, world["doctor"], world["cid"])
+    await patient.connect()
+    await doctor.connect()
+    # Both start from the same history (the system lines of opening and accepting).
+    await patient.wait_for(lambda: patient.last_seq == patient.welcome["last_seq"])  # type: ignore[index]
+    await doctor.wait_for(lambda: doctor.last_seq == doctor.welcome["last_seq"])  # type: ignore[index]
+    return patient, doctor
+
+
+async def test_a_message_is_acknowledged_after_it_is_stored_and_reaches_the_other_side(
+    server: str, world: dict[str, Any]
+) -> None:
+    patient, doctor = await _pair(server, world)
+    try:
+        start = patient.last_seq
+        await patient.send("p-1", "医生您好，这周脸上又长了几颗。")
+        await patient.wait_for(lambda: "p-1" in patient.acks)
+        assert patient.acks["p-1"] == start + 1
+        # Acknowledged means stored: the REST history has it already.
+        history = (
+            await rest(
+                server,
+                world["doctor"],
+                "GET",
+                f"/api/v1/consultations/{world['cid']}/messages",
+                params={"after_seq": start},
+            )
+        ).json()
+        assert [(m["seq"], m["body"], m["client_id"]) for m in history] == [
+            (start + 1, "医生您好，这周脸上又长了几颗。", "p-1")
+        ]
+        await doctor.wait_for(lambda: doctor.last_seq == start + 1)
+        assert doctor.messages[-1]["body"] == "医生您好，这周脸上又长了几颗。"
+        assert doctor.messages[-1]["sender_role"] == "patient"
+        await doctor.send("d-1", "请拍一张正面照片，光线充足。")
+        await patient.wait_for(lambda: patient.last_seq == start + 2)
+        assert patient.bodies()[-1] == "请拍一张正面照片，光线充足。"
+        # The sender hears its own message once too (other tabs and devices need it).
+        assert [m["seq"] for m in patient.messages].count(start + 1) == 1
+    finally:
+        await patient.close()
+        await doctor.close()
+
+
+async def test_a_client_that_reconnects_gets_exactly_what_it_missed_in_order(
+    server: str, world: dict[str, Any]
+) -> None:
+    patient, doctor = await _pair(server, world)
+    try:
+        await doctor.close()
+        seen = doctor.last_seq
+        for i in range(5):
+            await patient.send(f"gap-{i}", f"第{i}条")
+        await patient.wait_for(lambda: all(f"gap-{i}" in patient.acks for i in range(5)))
+        doctor_again = ChatClient(server, world["doctor"], world["cid"])
+        doctor_again.last_seq = seen
+        await doctor_again.connect()
+        await doctor_again.wait_for(lambda: doctor_again.last_seq == patient.last_seq)
+        assert doctor_again.bodies() == [f"第{i}条" for i in range(5)]
+        assert [m["seq"] for m in doctor_again.messages] == list(range(seen + 1, seen + 6))
+        await doctor_again.close()
+    finally:
+        await patient.close()
+
+
+async def test_a_message_sent_again_with_its_client_id_is_not_stored_twice(
+    server: str, world: dict[str, Any]
+) -> None:
+    patient, doctor = await _pair(server, world)
+    try:
+        await patient.send("same-id", "只应出现一次")
+        await patient.wait_for(lambda: "same-id" in patient.acks)
+        first = patient.acks.pop("same-id")
+        await patient.send("same-id", "只应出现一次")
+        await patient.wait_for(lambda: "same-id" in patient.acks)
+        assert patient.acks["same-id"] == first
+        await asyncio.sleep(0.3)
+        assert doctor.bodies().count("只应出现一次") == 1
+        history = (
+            await rest(
+                server,
+                world["doctor"],
+                "GET",
+                f"/api/v1/consultations/{world['cid']}/messages",
+                params={"limit": 500},
+            )
+        ).json()
+        assert [m["body"] for m in history].count("只应出现一次") == 1
+        # The REST path honours the same id.
+        again = await rest(
+            server,
+            world["patient"],
+            "POST",
+            f"/api/v1/consultations/{world['cid']}/messages",
+            json={"body": "只应出现一次", "client_id": "same-id"},
+        )
+        assert again.status_code == 201 and again.json()["seq"] == first
+    finally:
+        await patient.close()
+        await doctor.close()
+
+
+async def test_typing_presence_and_read_receipts(server: str, world: dict[str, Any]) -> None:
+    patient, doctor = await _pair(server, world)
+    try:
+        assert len(patient.welcome["present"]) >= 1  # type: ignore[index]
+        await doctor.raw({"type": "typing"})
+        await patient.wait_for(
+            lambda: any(e["type"] == "typing" and e["role"] == "doctor" for e in patient.events)
+        )
+        await patient.wait_for(
+            lambda: any(e["type"] == "presence" and len(e["present"]) == 2 for e in patient.events)
+        )
+        await patient.raw({"type": "read", "seq": patient.last_seq})
+        await doctor.wait_for(
+            lambda: any(
+                e["type"] == "read" and e["role"] == "patient" and e["seq"] == patient.last_seq
+                for e in doctor.events
+            )
+        )
+        marks = (
+            await rest(server, world["doctor"], "GET", f"/api/v1/consultations/{world['cid']}/read")
+        ).json()
+        assert {"role": "patient", "seq": patient.last_seq} in [
+            {"role": m["role"], "seq": m["seq"]} for m in marks
+        ]
+        # A read mark never moves back, and never past the last message.
+        back = await rest(
+            server, world["patient"], "POST", f"/api/v1/consultations/{world['cid']}/read", json={"seq": 0}
+        )
+        assert back.status_code == 200 and back.json()["seq"] == patient.last_seq
+        ahead = await rest(
+            server,
+            world["patient"],
+            "POST",
+            f"/api/v1/consultations/{world['cid']}/read",
+            json={"seq": 10**6},
+        )
+        assert ahead.status_code == 200 and ahead.json()["seq"] == patient.last_seq
+    finally:
+        await patient.close()
+        await doctor.close()
+
+
+async def test_a_message_posted_over_rest_reaches_the_sockets(server: str, world: dict[str, Any]) -> None:
+    patient, doctor = await _pair(server, world)
+    try:
+        posted = await rest(
+            server,
+            world["doctor"],
+            "POST",
+            f"/api/v1/consultations/{world['cid']}/messages",
+            json={"body": "来自没有 WebSocket 的客户端"},
+        )
+        assert posted.status_code == 201, posted.text
+        await patient.wait_for(lambda: patient.last_seq == posted.json()["seq"])
+        assert patient.bodies()[-1] == "来自没有 WebSocket 的客户端"
+    finally:
+        await patient.close()
+        await doctor.close()
+
+
+async def _refusal(server: str, cid: int, frames: list[Any]) -> tuple[dict[str, Any], int | None]:
+    async with connect(ws_url(server, cid)) as socket:
+        for frame in frames:
+            await socket.send(frame if isinstance(frame, str) else json.dumps(frame))
+        error = json.loads(await asyncio.wait_for(socket.recv(), 15))
+        try:
+            await asyncio.wait_for(socket.recv(), 5)
+        except ConnectionClosed as closed:
+            return error, closed.rcvd.code if closed.rcvd else None
+    return error, None
+
+
+async def test_refusals_on_connect(server: str, world: dict[str, Any]) -> None:
+    cid = world["cid"]
+    error, code = await _refusal(server, cid, ["not json"])
+    assert (error["code"], code) == ("bad_hello", 4400)
+    error, code = await _refusal(server, cid, [{"type": "hello", "after_seq": -1, "token": world["patient"]}])
+    assert (error["code"], code) == ("bad_hello", 4400)
+    error, code = await _refusal(server, cid, [{"type": "hello", "after_seq": 0}])
+    assert (error["code"], code) == ("not_authenticated", 4401)
+    error, code = await _refusal(server, cid, [{"type": "hello", "after_seq": 0, "token": "ehb_nonsense"}])
+    assert (error["code"], code) == ("invalid_token", 4401)
+    # A doctor who is not this consultation's may not listen in.
+    other = token_of(server, "dr.zhang", "doctor-demo-1")
+    error, code = await _refusal(server, cid, [{"type": "hello", "after_seq": 0, "token": other}])
+    assert (error["code"], code) == ("not_found", 4404)
+    error, code = await _refusal(
+        server, 987654, [{"type": "hello", "after_seq": 0, "token": world["patient"]}]
+    )
+    assert (error["code"], code) == ("not_found", 4404)
+
+
+async def test_bad_frames_are_answered_and_the_socket_stays_open(server: str, world: dict[str, Any]) -> None:
+    patient = ChatClient(server, world["patient"], world["cid"])
+    await patient.connect()
+    try:
+        await patient.raw({"type": "send", "client_id": "empty", "body": ""})
+        await patient.raw({"type": "send", "client_id": "bad id with spaces", "body": "x"})
+        await patient.raw({"type": "send", "client_id": "long", "body": "长" * 4001})
+        await patient.raw({"type": "dance"})
+        await patient.raw({"type": "read", "seq": "all"})
+        assert patient.socket is not None
+        await patient.socket.send("{broken")
+        await patient.wait_for(lambda: len([e for e in patient.events if e["type"] == "error"]) == 6)
+        codes = [e["code"] for e in patient.events if e["type"] == "error"]
+        assert codes == [
+            "empty_message",
+            "invalid_message",
+            "invalid_message",
+            "unknown_type",
+            "invalid_read",
+            "invalid_frame",
+        ]
+        await patient.send("still-open", "还在")
+        await patient.wait_for(lambda: "still-open" in patient.acks)
+    finally:
+        await patient.close()
+
+
+async def test_a_revoked_token_ends_the_socket_at_its_next_frame(server: str, world: dict[str, Any]) -> None:
+    token = token_of(server, "patient", "patient-demo-1")
+    patient = ChatClient(server, token, world["cid"])
+    await patient.connect()
+    revoked = await rest(server, token, "POST", "/api/v1/auth/logout")
+    assert revoked.status_code == 204, revoked.text
+    await patient.raw({"type": "send", "client_id": "after-logout", "body": "不应保存"})
+    await patient.wait_for(lambda: any(e.get("code") == "invalid_token" for e in patient.events))
+    await patient.close()
+    history = (
+        await rest(
+            server,
+            world["doctor"],
+            "GET",
+            f"/api/v1/consultations/{world['cid']}/messages",
+            params={"limit": 500},
+        )
+    ).json()
+    assert "不应保存" not in [m["body"] for m in history]
