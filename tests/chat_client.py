@@ -5,11 +5,13 @@ nothing it has not seen."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 
 def token_of(base: str, username: str, password: str) -> str:
@@ -49,7 +51,7 @@ class ChatClient:
             self.base = base
         self.socket = await connect(ws_url(self.base, self.consultation_id), open_timeout=10)
         await self.socket.send(json.dumps({"type": "hello", "token": self.token, "after_seq": self.last_seq}))
-        welcome = json.loads(await asyncio.wait_for(self.socket.recv(), 10))
+        welcome: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), 10))
         assert welcome["type"] == "welcome", welcome
         self.welcome = welcome
         self._reader = asyncio.create_task(self._read(self.socket))
@@ -78,9 +80,11 @@ class ChatClient:
             self._changed.set()
 
     async def send(self, client_id: str, body: str) -> None:
+        """Send, or keep it for the next connection when the socket is gone (as an app would)."""
         assert self.socket is not None
         self.unacked[client_id] = body
-        await self.socket.send(json.dumps({"type": "send", "client_id": client_id, "body": body}))
+        with contextlib.suppress(ConnectionClosed):
+            await self.socket.send(json.dumps({"type": "send", "client_id": client_id, "body": body}))
 
     async def raw(self, frame: dict[str, Any]) -> None:
         assert self.socket is not None

@@ -314,3 +314,76 @@ async def test_a_revoked_token_ends_the_socket_at_its_next_frame(server: str, wo
         )
     ).json()
     assert "不应保存" not in [m["body"] for m in history]
+
+
+async def test_video_call_signalling_and_record(server: str, world: dict[str, Any]) -> None:
+    """The doctor rings, signals pass to the other side only, and the record keeps start, end and
+    duration; the rules: doctors start, one call at a time, a hang-up counts once."""
+    cid = world["cid"]
+    refused = await rest(server, world["patient"], "POST", f"/api/v1/consultations/{cid}/calls")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "wrong_role")
+    patient, doctor = await _pair(server, world)
+    try:
+        await doctor.raw({"type": "call_start"})
+        await patient.wait_for(
+            lambda: any(e["type"] == "call" and e["event"] == "ring" for e in patient.events)
+        )
+        call = next(e["call"] for e in patient.events if e["type"] == "call")
+        again = await rest(server, world["doctor"], "POST", f"/api/v1/consultations/{cid}/calls")
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "call_in_progress")
+        await patient.raw({"type": "signal", "call_id": call["id"], "data": {"kind": "ready"}})
+        await doctor.wait_for(lambda: any(e["type"] == "signal" for e in doctor.events))
+        signal = next(e for e in doctor.events if e["type"] == "signal")
+        assert signal["data"] == {"kind": "ready"} and signal["call_id"] == call["id"]
+        await patient.raw({"type": "signal", "call_id": call["id"], "data": "x" * 10})
+        await patient.raw({"type": "signal", "call_id": call["id"], "data": {"sdp": "x" * 70_000}})
+        await patient.raw({"type": "signal", "call_id": "one", "data": {}})
+        await patient.wait_for(lambda: len([e for e in patient.events if e["type"] == "error"]) == 3)
+        assert [e["code"] for e in patient.events if e["type"] == "error"] == [
+            "invalid_signal",
+            "invalid_signal",
+            "invalid_call",
+        ]
+        await doctor.raw({"type": "call_connected", "call_id": call["id"]})
+        await patient.wait_for(
+            lambda: any(e["type"] == "call" and e["event"] == "connected" for e in patient.events)
+        )
+        await asyncio.sleep(1.1)
+        ended = await rest(
+            server, world["patient"], "POST", f"/api/v1/consultations/{cid}/calls/{call['id']}/end"
+        )
+        assert ended.status_code == 200 and ended.json()["end_reason"] == "hangup"
+        assert ended.json()["duration_seconds"] >= 1
+        twice = await rest(
+            server,
+            world["doctor"],
+            "POST",
+            f"/api/v1/consultations/{cid}/calls/{call['id']}/end",
+            json={"reason": "failed"},
+        )
+        assert twice.status_code == 200 and twice.json()["ended_at"] == ended.json()["ended_at"]
+        await doctor.wait_for(
+            lambda: any(e["type"] == "call" and e["event"] == "ended" for e in doctor.events)
+        )
+        await doctor.wait_for(
+            lambda: any(m["body"].startswith("video call ended after 0:0") for m in doctor.messages)
+        )
+        await patient.raw({"type": "signal", "call_id": call["id"], "data": {"kind": "ice"}})
+        await patient.wait_for(lambda: any(e.get("code") == "call_ended" for e in patient.events))
+        listed = (await rest(server, world["doctor"], "GET", f"/api/v1/consultations/{cid}/calls")).json()
+        assert [c["id"] for c in listed][-1] == call["id"] and listed[-1]["connected_at"] is not None
+        missing = await rest(server, world["doctor"], "POST", f"/api/v1/consultations/{cid}/calls/999999/end")
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "call_not_found")
+        bad = await rest(
+            server,
+            world["doctor"],
+            "POST",
+            f"/api/v1/consultations/{cid}/calls/{call['id']}/end",
+            json={"reason": "bored"},
+        )
+        assert bad.status_code == 422
+        config = await rest(server, world["patient"], "GET", "/api/v1/calls/config")
+        assert config.status_code == 200 and config.json() == {"ice_servers": []}
+    finally:
+        await patient.close()
+        await doctor.close()

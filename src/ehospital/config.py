@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
     # The message broker that lets several server processes share live chat (redis://host:6379/0);
     # empty: one process, which fans messages out in memory.
     broker_url: str = ""
+    # STUN/TURN servers handed to the browsers of a video call (WebRTC), as JSON:
+    # [{"urls": ["stun:stun.example.org:3478"]}, {"urls": "turn:…", "username": "…", "credential": "…"}].
+    # Empty: direct connections only (enough on one network, not across most NATs).
+    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
     # The MQTT broker glucose devices publish to (mqtt://host:1883); empty: no bridge.
     mqtt_url: str = ""
     # The shared-subscription group of this deployment's processes (default: named after the

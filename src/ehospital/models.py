@@ -2,7 +2,7 @@
 
 from ehospital.audit.models import AuditEvent
 from ehospital.auth.models import AccessToken, Account, LoginAttempt
-from ehospital.consultations.models import Attachment, Consultation, Message, ReadMark
+from ehospital.consultations.models import Attachment, Call, Consultation, Message, ReadMark
 from ehospital.directory.models import Centre, Clinic, Doctor, Organisation, Pharmacist, RosterSlot
 from ehospital.glucose.models import Alert, CarePlan, Device, GlucoseReport, Reading, ReminderSent
 from ehospital.kit.models import Base
@@ -20,6 +20,7 @@ __all__ = [
     "Attachment",
     "AuditEvent",
     "Base",
+    "Call",
     "CarePlan",
     "CdsCard",
     "CdsFeedback",

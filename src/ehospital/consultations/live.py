@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from ehospital.auth.service import AuthService
 from ehospital.consultations.models import Message
 from ehospital.consultations.repository import ConsultationRepository
-from ehospital.consultations.schemas import MessageCreate, ReadIn
+from ehospital.consultations.schemas import CallEndIn, CallRead, MessageCreate, ReadIn
 from ehospital.consultations.service import ConsultationService, message_event
 from ehospital.deps import Runtime
 from ehospital.kit.context import Actor
@@ -240,9 +240,10 @@ async def live(socket: WebSocket, consultation_id: int) -> None:
     try:
         await hub.broker.touch_presence(room, conn.member)
         async with runtime.sessionmaker() as session:
-            marks = await ConsultationService(session, runtime.settings, runtime.files).read_marks(
-                actor, consultation_id
-            )
+            service = ConsultationService(session, runtime.settings, runtime.files)
+            marks = await service.read_marks(actor, consultation_id)
+            open_call = await ConsultationRepository(session).open_call(consultation_id)
+            ice = service.call_config()
         await conn.send(
             {
                 "type": "welcome",
@@ -252,6 +253,12 @@ async def live(socket: WebSocket, consultation_id: int) -> None:
                 "you": {"account_id": actor.account_id, "role": str(actor.role)},
                 "present": await hub.broker.present(room),
                 "reads": [m.model_dump(mode="json") for m in marks],
+                "call": None
+                if open_call is None
+                else CallRead.model_validate(open_call).model_dump(mode="json"),
+                "ice_servers": [
+                    server.model_dump(mode="json", exclude_none=True) for server in ice.ice_servers
+                ],
             }
         )
         await hub.publish(consultation_id, await _presence(hub, consultation_id))
@@ -339,6 +346,17 @@ async def _read(conn: _Connection) -> None:
                 )
         elif kind == "read":
             await _on_read(conn, frame)
+        elif kind == "call_start":
+            try:
+                await _in_transaction(
+                    conn, lambda service: service.start_call(conn.actor, conn.consultation_id)
+                )
+            except DomainError as exc:
+                await conn.send(
+                    {"type": "error", "code": exc.code, "status": exc.status_code, "message": exc.message}
+                )
+        elif kind in ("signal", "call_connected", "hangup"):
+            await _on_call(conn, kind, frame)
         else:
             await conn.send(
                 {"type": "error", "code": "unknown_type", "message": f"unknown frame type {kind!r}"}
@@ -411,3 +429,59 @@ async def _on_read(conn: _Connection, frame: dict[str, Any]) -> None:
         await conn.send(
             {"type": "error", "code": exc.code, "status": exc.status_code, "message": exc.message}
         )
+
+
+SIGNAL_LIMIT = 64 * 1024  # an SDP offer with many candidates is a few kB
+
+
+async def _on_call(conn: _Connection, kind: str, frame: dict[str, Any]) -> None:
+    """WebRTC signalling (offer, answer, ICE candidates) relayed to the other side, and the
+    call's connection and end, recorded in the consultation."""
+    call_id = frame.get("call_id")
+    if not isinstance(call_id, int) or isinstance(call_id, bool) or call_id <= 0:
+        await conn.send({"type": "error", "code": "invalid_call", "message": "call_id must be a call's id"})
+        return
+    try:
+        if kind == "call_connected":
+            await _in_transaction(
+                conn, lambda service: service.call_connected(conn.actor, conn.consultation_id, call_id)
+            )
+            return
+        if kind == "hangup":
+            try:
+                reason = CallEndIn.model_validate({"reason": frame.get("reason", "hangup")}).reason
+            except ValidationError:
+                await conn.send(
+                    {"type": "error", "code": "invalid_call", "message": "unknown hang-up reason"}
+                )
+                return
+            await _in_transaction(
+                conn, lambda service: service.end_call(conn.actor, conn.consultation_id, call_id, reason)
+            )
+            return
+    except DomainError as exc:
+        await conn.send(
+            {"type": "error", "code": exc.code, "status": exc.status_code, "message": exc.message}
+        )
+        return
+    data = frame.get("data")
+    if not isinstance(data, dict) or len(orjson.dumps(data)) > SIGNAL_LIMIT:
+        await conn.send(
+            {"type": "error", "code": "invalid_signal", "message": "data must be an object under 64 kB"}
+        )
+        return
+    async with conn.runtime.sessionmaker() as session:
+        call = await ConsultationRepository(session).call(conn.consultation_id, call_id)
+    if call is None or call.ended_at is not None:
+        await conn.send({"type": "error", "code": "call_ended", "message": "no such call going on"})
+        return
+    await conn.hub.publish(
+        conn.consultation_id,
+        {
+            "type": "signal",
+            "consultation_id": conn.consultation_id,
+            "call_id": call_id,
+            "from": conn.actor.account_id,
+            "data": data,
+        },
+    )

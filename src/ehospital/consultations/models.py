@@ -124,3 +124,20 @@ class ReadMark(Base):
     account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     read_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Call(IdMixin, CreatedMixin, Base):
+    """A video call inside a consultation: rung (created), connected, ended, and how long it lasted.
+
+    The media flow browser to browser (WebRTC); only the signalling passes through the server.
+    """
+
+    __tablename__ = "consultation_calls"
+
+    consultation_id: Mapped[int] = mapped_column(BigId, ForeignKey("consultations.id"), index=True)
+    started_by: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"))
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id"))
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)

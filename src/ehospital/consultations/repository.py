@@ -33,6 +33,7 @@ from ehospital.consultations.models import (
     CHATTING_STATUSES,
     EXPIRED_REASON,
     Attachment,
+    Call,
     Consultation,
     Message,
     ReadMark,
@@ -126,7 +127,7 @@ class ConsultationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, obj: Consultation | Message | Attachment) -> None:
+    def add(self, obj: Consultation | Message | Attachment | Call) -> None:
         self.session.add(obj)
 
     async def visible(self, actor: Actor, consultation_id: int, *, lock: bool = False) -> Consultation | None:
@@ -362,6 +363,27 @@ class ConsultationRepository:
             .order_by(ReadMark.account_id)
         )
         return [(mark, str(role)) for mark, role in rows.tuples()]
+
+    async def open_call(self, consultation_id: int) -> Call | None:
+        """The call of the consultation that has not ended, if any."""
+        return await one_or_none(
+            self.session,
+            select(Call)
+            .where(Call.consultation_id == consultation_id, Call.ended_at.is_(None))
+            .order_by(Call.id.desc())
+            .limit(1),
+        )
+
+    async def call(self, consultation_id: int, call_id: int, *, lock: bool = False) -> Call | None:
+        query = select(Call).where(Call.id == call_id, Call.consultation_id == consultation_id)
+        return await one_or_none(self.session, query.with_for_update() if lock else query)
+
+    async def calls(self, consultation_id: int) -> Sequence[Call]:
+        return (
+            await self.session.scalars(
+                select(Call).where(Call.consultation_id == consultation_id).order_by(Call.id)
+            )
+        ).all()
 
     async def has_doctor_message(self, consultation_id: int) -> bool:
         found = await self.session.scalar(

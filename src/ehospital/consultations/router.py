@@ -8,6 +8,9 @@ from fastapi import APIRouter, Query, Response, UploadFile, status
 
 from ehospital.consultations.schemas import (
     AttachmentRead,
+    CallConfig,
+    CallEndIn,
+    CallRead,
     CancelIn,
     CompleteIn,
     ConsultationCreate,
@@ -218,3 +221,43 @@ async def read_marks(
 ) -> list[ReadMarkRead]:
     """How far each participant has read the chat."""
     return await _service(session, runtime).read_marks(actor, consultation_id)
+
+
+@router.get("/calls/config", response_model=CallConfig)
+async def call_config(actor: CurrentActor, session: SessionDep, runtime: RuntimeDep) -> CallConfig:
+    """The STUN/TURN servers a browser uses for a video call."""
+    return _service(session, runtime).call_config()
+
+
+@router.post(
+    "/consultations/{consultation_id}/calls", response_model=CallRead, status_code=status.HTTP_201_CREATED
+)
+async def start_call(
+    consultation_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> CallRead:
+    """The doctor starts a video call: the patient's page rings; signalling goes over the live socket."""
+    return CallRead.model_validate(await _service(session, runtime).start_call(actor, consultation_id))
+
+
+@router.get("/consultations/{consultation_id}/calls", response_model=list[CallRead])
+async def list_calls(
+    consultation_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> list[CallRead]:
+    """The consultation's video calls with their start, end and duration."""
+    return await _service(session, runtime).calls(actor, consultation_id)
+
+
+@router.post("/consultations/{consultation_id}/calls/{call_id}/end", response_model=CallRead)
+async def end_call(
+    consultation_id: IdPath,
+    call_id: IdPath,
+    actor: CurrentActor,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    data: CallEndIn | None = None,
+) -> CallRead:
+    """Hang up (either participant)."""
+    reason = data.reason if data is not None else "hangup"
+    return CallRead.model_validate(
+        await _service(session, runtime).end_call(actor, consultation_id, call_id, reason)
+    )

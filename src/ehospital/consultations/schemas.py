@@ -141,3 +141,29 @@ class CancelIn(Input):
 class TerminateIn(Input):
     reason: str = Field(min_length=2, max_length=500)
     referral_to: str = Field(min_length=2, max_length=200, description="Where to go offline")
+
+
+class CallRead(Output):
+    id: int
+    consultation_id: int
+    started_by: int
+    created_at: datetime
+    connected_at: datetime | None
+    ended_at: datetime | None
+    ended_by: int | None
+    end_reason: str | None
+    duration_seconds: int | None = Field(description="from connection to hang-up; 0 when it never connected")
+
+
+class CallEndIn(Input):
+    reason: Literal["hangup", "declined", "no_answer", "failed"] = "hangup"
+
+
+class IceServer(Output):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class CallConfig(Output):
+    ice_servers: list[IceServer]

@@ -18,6 +18,7 @@ from ehospital.consultations.models import (
     EXPIRED_REASON,
     OPEN_STATUSES,
     Attachment,
+    Call,
     Consultation,
     Message,
     Status,
@@ -25,9 +26,12 @@ from ehospital.consultations.models import (
 from ehospital.consultations.repository import ConsultationRepository
 from ehospital.consultations.schemas import (
     AttachmentRead,
+    CallConfig,
+    CallRead,
     ConsultationCreate,
     ConsultationRead,
     DiagnosisIn,
+    IceServer,
     MessageCreate,
     MessageRead,
     PatientBrief,
@@ -464,6 +468,95 @@ class ConsultationService:
                 self.session, actor, "list", "message", consultation.id, patient_id=consultation.patient_id
             )
         return found
+
+    # --- video calls (WebRTC; the server only rings, relays signals and keeps the record) ------
+    def call_config(self) -> CallConfig:
+        servers = []
+        for entry in self.settings.ice_servers:
+            urls = entry.get("urls", [])
+            servers.append(
+                IceServer(
+                    urls=[urls] if isinstance(urls, str) else list(urls),
+                    username=entry.get("username"),
+                    credential=entry.get("credential"),
+                )
+            )
+        return CallConfig(ice_servers=servers)
+
+    async def start_call(self, actor: Actor, consultation_id: int) -> Call:
+        """The doctor rings the patient; one call at a time per consultation."""
+        if not actor.is_practising_doctor:
+            raise Forbidden("only the consultation's doctor starts a video call", code="wrong_role")
+        consultation = await self.repo.visible(actor, consultation_id, lock=True)
+        if consultation is None:
+            raise _not_found()
+        if consultation.status not in CHATTING_STATUSES:
+            raise Conflict(f"the consultation is {consultation.status}", code="consultation_closed")
+        if await self.repo.open_call(consultation.id) is not None:
+            raise Conflict("a video call is already going on", code="call_in_progress")
+        call = Call(consultation_id=consultation.id, started_by=actor.account_id)
+        self.repo.add(call)
+        await self.session.flush()
+        await self._event(consultation, "video call started")
+        self._audit(actor, "call", consultation)
+        self._publish_call(call, "ring")
+        return call
+
+    async def call_connected(self, actor: Actor, consultation_id: int, call_id: int) -> Call:
+        """A browser reports the media connection is up (the first report counts)."""
+        call = await self._my_call(actor, consultation_id, call_id)
+        if call.ended_at is not None:
+            raise Conflict("the call has ended", code="call_ended")
+        if call.connected_at is None:
+            call.connected_at = utcnow()
+            self._publish_call(call, "connected")
+        return call
+
+    async def end_call(self, actor: Actor, consultation_id: int, call_id: int, reason: str) -> Call:
+        """Hang up (either side); records the end and how long the call was connected."""
+        call = await self._my_call(actor, consultation_id, call_id)
+        if call.ended_at is not None:
+            return call  # both sides hang up at once: the first one is recorded
+        now = utcnow()
+        call.ended_at = now
+        call.ended_by = actor.account_id
+        call.end_reason = reason
+        call.duration_seconds = (
+            0 if call.connected_at is None else max(0, round((now - call.connected_at).total_seconds()))
+        )
+        consultation = await self.repo.get(consultation_id)
+        assert consultation is not None
+        minutes, seconds = divmod(call.duration_seconds, 60)
+        await self._event(consultation, f"video call ended after {minutes}:{seconds:02d}")
+        self._publish_call(call, "ended")
+        return call
+
+    async def calls(self, actor: Actor, consultation_id: int) -> list[CallRead]:
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        return [CallRead.model_validate(c) for c in await self.repo.calls(consultation.id)]
+
+    async def _my_call(self, actor: Actor, consultation_id: int, call_id: int) -> Call:
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        call = await self.repo.call(consultation.id, call_id, lock=True)
+        if call is None:
+            raise NotFound("no such call in this consultation", code="call_not_found")
+        return call
+
+    def _publish_call(self, call: Call, event: str) -> None:
+        publish_after_commit(
+            self.session,
+            call.consultation_id,
+            lambda: {
+                "type": "call",
+                "event": event,
+                "consultation_id": call.consultation_id,
+                "call": CallRead.model_validate(call).model_dump(mode="json"),
+            },
+        )
 
     def _audit(self, actor: Actor, action: str, consultation: Consultation) -> None:
         record(

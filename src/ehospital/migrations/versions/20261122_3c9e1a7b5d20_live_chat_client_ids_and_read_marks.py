@@ -1,4 +1,4 @@
-"""live chat: client ids of messages and read marks
+"""live chat: client ids of messages, read marks and video calls
 
 Revision ID: 3c9e1a7b5d20
 Revises: c50510450985
@@ -45,9 +45,40 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("consultation_id", "account_id", name=op.f("pk_message_reads")),
     )
+    op.create_table(
+        "consultation_calls",
+        sa.Column("consultation_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("started_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("connected_at", ehospital.kit.models.UTCDateTime(), nullable=True),
+        sa.Column("ended_at", ehospital.kit.models.UTCDateTime(), nullable=True),
+        sa.Column("ended_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("end_reason", sa.String(length=32), nullable=True),
+        sa.Column("duration_seconds", sa.Integer(), nullable=True),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("created_at", ehospital.kit.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["consultation_id"],
+            ["consultations.id"],
+            name=op.f("fk_consultation_calls_consultation_id_consultations"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["ended_by"], ["accounts.id"], name=op.f("fk_consultation_calls_ended_by_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["started_by"], ["accounts.id"], name=op.f("fk_consultation_calls_started_by_accounts")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_consultation_calls")),
+    )
+    op.create_index(
+        op.f("ix_consultation_calls_consultation_id"), "consultation_calls", ["consultation_id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_consultation_calls_consultation_id"), table_name="consultation_calls")
+    op.drop_table("consultation_calls")
     op.drop_table("message_reads")
     op.drop_index("uq_messages_client_id", table_name="messages")
     with op.batch_alter_table("messages") as batch:

@@ -88,6 +88,7 @@ async def consultation_page(
         can_cancel=me.is_patient and status in (Status.REQUESTED, Status.ACCEPTED),
         can_accept=me.is_doctor and status is Status.REQUESTED,
         can_treat=me.is_doctor and status in CHATTING_STATUSES,
+        can_call=status in CHATTING_STATUSES and (me.is_practising_doctor or me.is_patient),
         pad=pad,
         prescriptions=await described(web, prescriptions),
         skin_photos=await consultation_panel(web, consultation.patient.id, consultation_id),
@@ -117,7 +118,9 @@ async def messages_json(
     found = await _service(web).messages(web.me, consultation_id, after_seq=after_seq, limit=MESSAGE_PAGE)
     body: dict[str, Any] = {
         "messages": [chat_line(web.t, message_view(web.t, web.me, m)) for m in found],
-        "changed": any(m.kind == "event" for m in found),
+        # A change of state reloads the page; the lines a video call adds are no change of state
+        # (a reload would end the call).
+        "changed": any(m.kind == "event" and not m.body.startswith("video call") for m in found),
     }
     return web.finish(JSONResponse(body))
 

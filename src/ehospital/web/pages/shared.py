@@ -40,6 +40,8 @@ _EVENTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^accepted by (?P<name>.+)$"), "event.accepted"),
     (re.compile(r"^diagnosis (?P<code>\S+) (?P<text>.*)$", re.S), "event.diagnosis"),
     (re.compile(r"^completed$"), "event.completed"),
+    (re.compile(r"^video call started$"), "event.call_started"),
+    (re.compile(r"^video call ended after (?P<duration>\d+:\d\d)$"), "event.call_ended"),
     (re.compile(r"^cancelled by the patient$"), "event.cancelled"),
     (re.compile(r"^terminated and referred to (?P<to>.*?): (?P<reason>.*)$", re.S), "event.terminated"),
 )
