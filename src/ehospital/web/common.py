@@ -45,6 +45,7 @@ ROLE_HOME = {
     Role.ADMIN: "/admin",
     Role.PHARMACIST: "/pharmacy",
     Role.PHARMACY_STAFF: "/pharmacy/orders",
+    Role.CENTRE_MANAGER: "/manage/quality",
 }
 
 SECURITY_HEADERS = {
@@ -220,11 +221,17 @@ def nav_for(actor: Actor | None) -> list[tuple[str, str]]:
             ("/doctor/glucose", "nav.glucose_dashboard"),
         ]
     if actor.role is Role.ADMIN:
-        return [("/admin", "nav.doctors"), ("/admin/centres", "nav.centres")]
+        return [
+            ("/admin", "nav.doctors"),
+            ("/admin/centres", "nav.centres"),
+            ("/manage/quality", "nav.quality"),
+        ]
     if actor.role is Role.PHARMACIST:
         return [("/pharmacy", "nav.review_queue"), ("/pharmacy/orders", "nav.orders")]
     if actor.role is Role.PHARMACY_STAFF:
         return [("/pharmacy/orders", "nav.orders")]
+    if actor.role is Role.CENTRE_MANAGER:
+        return [("/manage/quality", "nav.quality"), ("/account", "nav.account")]
     return [("/account", "nav.account")]
 
 
@@ -294,6 +301,8 @@ PharmacistWeb = Annotated[Web, Depends(_role(Role.PHARMACIST))]
 # Dispensing and delivery: the pharmacy's staff and its pharmacists.
 PharmacyWeb = Annotated[Web, Depends(_role(Role.PHARMACY_STAFF, Role.PHARMACIST))]
 CareWeb = Annotated[Web, Depends(_role(Role.PATIENT, Role.DOCTOR))]
+# The quality dashboard: a centre's manager (their centre) and administrators (every centre).
+QualityWeb = Annotated[Web, Depends(_role(Role.CENTRE_MANAGER, Role.ADMIN))]
 
 
 async def checked_form(request: Request, web: WebDep) -> AsyncIterator[FormData]:

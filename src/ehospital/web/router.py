@@ -21,13 +21,14 @@ from ehospital.web.pages import (
     orders,
     patient,
     prescription,
+    quality,
     skin,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 router = APIRouter(include_in_schema=False)
-for _pages in (account, patient, consultation, doctor, admin, prescription, orders, glucose, skin):
+for _pages in (account, patient, consultation, doctor, admin, prescription, orders, glucose, skin, quality):
     router.include_router(_pages.router, include_in_schema=False)
 
 _NOT_WEB = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz")

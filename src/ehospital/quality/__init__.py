@@ -1,0 +1,1 @@
+"""quality domain: the centre managers' dashboard (response times, outcomes, refunds, workload)."""
