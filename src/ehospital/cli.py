@@ -25,6 +25,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(_sync_formulary(settings))
     if args.workers > 1:
+        if not settings.broker_url:
+            print(
+                f"ehospital: warning: {args.workers} processes without EHOSPITAL_BROKER_URL: live chat "
+                "reaches only the sockets of the process that stored a message (others see it on "
+                "reconnect or by polling); set EHOSPITAL_BROKER_URL=redis://host:6379/0",
+                file=sys.stderr,
+            )
         uvicorn.run(
             "ehospital.main:create_app",
             factory=True,
@@ -251,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ehospital.skin.cli import add_parser as add_skin_parser
 
     add_skin_parser(sub)
+
+    from ehospital.triage.cli import add_parser as add_triage_parser
+
+    add_triage_parser(sub)
     return parser
 
 

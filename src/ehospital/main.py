@@ -48,10 +48,12 @@ from ehospital.pharmacy.router import router as pharmacy_router
 from ehospital.prescriptions.router import router as prescriptions_router
 from ehospital.prescriptions.service import PrescriptionService
 from ehospital.prescriptions.signing import KeyStore
+from ehospital.quality.router import router as quality_router
 from ehospital.realtime.broker import broker_from_url
 from ehospital.realtime.hub import ChatHub, set_hub
 from ehospital.skin.router import router as skin_router
 from ehospital.skin.service import SkinService, photo_store
+from ehospital.triage.router import router as triage_router
 from ehospital.vetting.knowledge import KnowledgeUnavailable, knowledge
 from ehospital.vetting.router import router as vetting_router
 
@@ -277,6 +279,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         audit_router,
         vetting_router,
         notifications_router,
+        quality_router,
+        triage_router,
         web_router,
     ):
         app.include_router(router)

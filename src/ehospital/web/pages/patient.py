@@ -17,6 +17,8 @@ from ehospital.kit.images import read_limited
 from ehospital.patients.models import Relationship
 from ehospital.patients.schemas import PatientCreate
 from ehospital.patients.service import PatientService, to_read
+from ehospital.triage.schemas import TriageIn, TriageRead
+from ehospital.triage.service import TriageService
 from ehospital.web.common import PatientWeb, PostedForm, Web
 from ehospital.web.forms import (
     EMPTY,
@@ -97,7 +99,9 @@ async def my_consultations(web: PatientWeb) -> Response:
     )
 
 
-async def _new_page(web: Web, state: FormState, status_code: int = 200) -> Response:
+async def _new_page(
+    web: Web, state: FormState, status_code: int = 200, triage: TriageRead | None = None
+) -> Response:
     directory = DirectoryService(web.session)
     centres: list[CentreRead] = await directory.centres()
     doctors: list[DoctorRead] = await directory.doctors()
@@ -114,6 +118,7 @@ async def _new_page(web: Web, state: FormState, status_code: int = 200) -> Respo
         clinic_names=clinic_names(centres, web.lang),
         max_evidence=MAX_EVIDENCE,
         state=state,
+        triage=triage,
         status_code=status_code,
         here="/patient/consultations/new",
     )
@@ -178,3 +183,16 @@ async def open_consultation(web: PatientWeb, form: PostedForm) -> Response:
     except DomainError as exc:
         return await _new_page(web, failed(web.t, "consultation", exc, values), exc.status_code)
     return web.redirect(f"/consultations/{consultation.id}?notice=consultation_opened")
+
+
+@router.post("/patient/consultations/triage")
+async def triage_symptoms(web: PatientWeb, form: PostedForm) -> Response:
+    """The new-consultation form again, with a suggested centre and clinic for the described symptoms."""
+    values = values_of(form, "symptoms", "patient_id")
+    try:
+        # The service refuses empty or too long text with its own code (error.text_empty, …).
+        data = TriageIn(text=text(form, "symptoms"), lang="zh" if web.lang == "zh" else "en")
+        result = await TriageService(web.session).triage(web.me, data)
+    except DomainError as exc:
+        return await _new_page(web, failed(web.t, "triage", exc, values), exc.status_code)
+    return await _new_page(web, FormState("triage", values), triage=result)
