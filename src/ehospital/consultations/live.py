@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ehospital.auth.service import AuthService
 from ehospital.consultations.models import Message
@@ -363,17 +364,37 @@ async def _read(conn: _Connection) -> None:
             )
 
 
+class _Repeated(Exception):
+    """A `client_id` already stored (the unique index said so)."""
+
+
+class _Unavailable(DomainError):
+    status_code = 503
+    code = "unavailable"
+
+
 async def _in_transaction(conn: _Connection, work: Any) -> Any:
-    """Run `work(service)` in one committed transaction; a DomainError rolls it back."""
-    async with conn.runtime.sessionmaker() as session:
-        service = ConsultationService(session, conn.runtime.settings, conn.runtime.files)
-        try:
-            result = await work(service)
-        except DomainError:
-            await session.rollback()
-            raise
-        await session.commit()
-        return result
+    """Run `work(service)` in one committed transaction; a DomainError rolls it back.
+
+    A database that is momentarily out of reach (no connection free in time, a dropped
+    connection) is answered as the DomainError `unavailable` (503): the frame failed, nothing
+    was stored, the socket stays open and the client may send it again (with its client_id).
+    """
+    try:
+        async with conn.runtime.sessionmaker() as session:
+            service = ConsultationService(session, conn.runtime.settings, conn.runtime.files)
+            try:
+                result = await work(service)
+            except DomainError:
+                await session.rollback()
+                raise
+            await session.commit()
+            return result
+    except IntegrityError as exc:
+        raise _Repeated from exc
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("live chat: database unavailable for a frame: %s", exc)
+        raise _Unavailable("the service is busy; send it again") from exc
 
 
 async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
@@ -387,10 +408,20 @@ async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
         )
         return
     try:
-        message, stored = await _in_transaction(
-            conn, lambda service: service.post_message_once(conn.actor, conn.consultation_id, data)
-        )
-    except DomainError as exc:
+        try:  # most messages are new: store without looking the client_id up first
+            message, stored = await _in_transaction(
+                conn,
+                lambda service: service.post_message_once(
+                    conn.actor, conn.consultation_id, data, look_first=False
+                ),
+            )
+        except _Repeated:
+            message, stored = await _in_transaction(
+                conn, lambda service: service.post_message_once(conn.actor, conn.consultation_id, data)
+            )
+    except (DomainError, _Repeated) as exc:
+        if isinstance(exc, _Repeated):  # pragma: no cover - a repeat found by the index and then gone
+            exc = _Unavailable("send it again")
         await conn.send(
             {
                 "type": "error",

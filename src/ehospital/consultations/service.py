@@ -353,15 +353,20 @@ class ConsultationService:
         return message
 
     async def post_message_once(
-        self, actor: Actor, consultation_id: int, data: MessageCreate
+        self, actor: Actor, consultation_id: int, data: MessageCreate, *, look_first: bool = True
     ) -> tuple[Message, bool]:
-        """(the message, whether it was stored now): False for a repeated `client_id`."""
+        """(the message, whether it was stored now): False for a repeated `client_id`.
+
+        `look_first=False` skips the look-up of the `client_id` (one round trip on the chat hot
+        path): a repeat then fails on the unique index with IntegrityError, and the caller, who
+        owns the transaction, rolls back and asks again with the look-up.
+        """
         if not data.body and data.attachment_id is None:
             raise Unprocessable("a message needs text or an image", code="empty_message")
         allowed = CHATTING_STATUSES if actor.is_practising_doctor else OPEN_STATUSES
         if not (actor.is_patient or actor.is_practising_doctor):
             raise _not_found()
-        if data.client_id is not None:
+        if data.client_id is not None and look_first:
             earlier = await self.repo.message_by_client_id(consultation_id, actor.account_id, data.client_id)
             if earlier is not None:
                 return earlier, False

@@ -98,7 +98,10 @@ class RedisBroker(Broker):
 
         self.url = url
         self.prefix = prefix
-        self.redis: Any = aioredis.Redis.from_url(url)
+        # A blocking pool: under a burst (thousands of sockets joining at once) callers wait up
+        # to 10 s for one of 64 connections instead of failing at once.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
+        self.redis: Any = aioredis.Redis(connection_pool=pool)
         self.pubsub: Any = None
         self.reader: asyncio.Task[None] | None = None
         self.subscribed: set[str] = set()

@@ -1,0 +1,344 @@
+"""Live chat under load (issue 7): C consultations whose patients and doctors are WebSocket
+clients of N server processes on PostgreSQL + Redis.
+
+Starts a fresh PostgreSQL database, `ehospital demo`, and N separate `ehospital serve` processes
+sharing it through Redis (EHOSPITAL_BROKER_URL). Seeds doctors, patients and accepted
+consultations through the public API, then:
+
+  messages     every consultation's patient sits on process i % N and its doctor on process
+               (i + 1) % N, so with N ≥ 2 every message crosses processes; each side sends at a
+               fixed pace (the offered load is --rate messages/s in all) for --seconds. A message
+               carries its send time; the other side records send → receipt (same clock).
+               "delivered" counts messages received by the other side only (not the echo to the
+               sender's own socket).
+  connections  --connections idle sockets (hello + welcome) held by process 0; its RSS before
+               and after gives the memory per connection.
+
+Prints a table, then one JSON line of name: value as the last line.
+
+    python bench/chat.py --processes 2 --consultations 200 --rate 2000 --seconds 20
+    python bench/chat.py --processes 1 --connections 5000 --skip-messages
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from consultations import PG_ADMIN, Api, png, setup
+from websockets.asyncio.client import ClientConnection, connect
+
+EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
+REDIS = os.environ.get("EHOSPITAL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def cluster(processes: int) -> Iterator[tuple[list[str], list[int]]]:
+    data_dir = Path(tempfile.mkdtemp(prefix="ehospital-chat-bench-"))
+    db_name = f"ehospital_chat_bench_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{db_name}"'], check=True)
+    base, _, _ = PG_ADMIN.rpartition("/")
+    env = {
+        **os.environ,
+        "EHOSPITAL_DATA_DIR": str(data_dir),
+        "EHOSPITAL_DATABASE_URL": base.replace("postgresql://", "postgresql+asyncpg://") + "/" + db_name,
+        "EHOSPITAL_BROKER_URL": REDIS,
+        "EHOSPITAL_LOGIN_MAX_FAILURES_ADDRESS": "1000000",
+    }
+    subprocess.run([EHOSPITAL, "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
+    procs, bases = [], []
+    try:
+        for _ in range(processes):
+            port = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [EHOSPITAL, "serve", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                    env=env,
+                )
+            )
+            bases.append(f"http://127.0.0.1:{port}")
+        for b in bases:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    import urllib.request
+
+                    with urllib.request.urlopen(b + "/healthz", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.2)
+        yield bases, [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                print(f"server {p.pid} did not stop within 20 s of SIGTERM: killed", file=sys.stderr)
+                p.kill()
+                p.wait(timeout=10)
+        subprocess.run(
+            ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'], check=False
+        )
+
+
+def ws(base: str, cid: int) -> str:
+    return base.replace("http://", "ws://") + f"/api/v1/consultations/{cid}/live"
+
+
+async def open_socket(base: str, cid: int, token: str) -> tuple[ClientConnection, dict[str, Any]]:
+    sock = await connect(ws(base, cid), open_timeout=60, max_queue=None, ping_interval=None)
+    await sock.send(json.dumps({"type": "hello", "token": token, "after_seq": 2_000_000_000}))
+    welcome = json.loads(await sock.recv())
+    assert welcome["type"] == "welcome", welcome
+    return sock, welcome
+
+
+async def seed(base: str, args: argparse.Namespace) -> list[tuple[int, str, str]]:
+    """(consultation id, patient token, doctor token) of accepted consultations."""
+    tag = uuid.uuid4().hex[:6]
+    setup_args = argparse.Namespace(members=4, doctors=args.doctors, patients=-(-args.consultations // 4))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as http:
+        api = Api(http, base)
+        patients, doctors, centres = await setup(api, setup_args, tag)
+        image = png()
+        sem = asyncio.Semaphore(8)
+        chats: list[tuple[int, str, str]] = []
+
+        async def open_one(i: int, token: str, member: int) -> None:
+            async with sem:
+                form = aiohttp.FormData()
+                form.add_field("file", image, filename="report.png", content_type="image/png")
+                evidence = await api.ok("POST", "/api/v1/uploads", token, data=form)
+                body = {
+                    "patient_id": member,
+                    "centre_id": centres[0],
+                    "visit_type": "follow_up",
+                    "complaint": "glucose above target since last visit",
+                    "prior_diagnosis": "Type 2 diabetes",
+                    "evidence_ids": [evidence["id"]],
+                }
+                opened = await api.ok("POST", "/api/v1/consultations", token, json=body)
+                doctor = doctors[i % len(doctors)]
+                await api.ok("POST", f"/api/v1/consultations/{opened['id']}/accept", doctor)
+                chats.append((opened["id"], token, doctor))
+
+        plan = [(p.token, m) for p in patients for m in p.members][: args.consultations]
+        await asyncio.gather(*(open_one(i, t, m) for i, (t, m) in enumerate(plan)))
+        return chats
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def messages_phase(
+    bases: list[str], chats: list[tuple[int, str, str]], args: argparse.Namespace
+) -> dict[str, float]:
+    n = len(bases)
+    latencies: list[float] = []
+    ack_latencies: list[float] = []
+    counts = {"sent": 0, "acked": 0, "delivered": 0, "errors": 0}
+    sockets: list[tuple[ClientConnection, int, str]] = []  # (socket, consultation, side)
+    for i, (cid, patient, doctor) in enumerate(chats):
+        p_sock, _ = await open_socket(bases[i % n], cid, patient)
+        d_sock, _ = await open_socket(bases[(i + 1) % n], cid, doctor)
+        sockets += [(p_sock, cid, "patient"), (d_sock, cid, "doctor")]
+    pending: dict[str, float] = {}
+    stop = asyncio.Event()
+
+    async def reader(sock: ClientConnection, side: str) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in sock:
+                now = time.time()
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "message":
+                    m = frame["message"]
+                    if m["sender_role"] != side and m["body"].startswith("t="):
+                        counts["delivered"] += 1
+                        latencies.append(now - float(m["body"][2:].split(" ", 1)[0]))
+                elif kind == "ack":
+                    sent = pending.pop(frame["client_id"], None)
+                    if sent is not None:
+                        counts["acked"] += 1
+                        ack_latencies.append(now - sent)
+                elif kind == "error":
+                    counts["errors"] += 1
+
+    readers = [asyncio.create_task(reader(s, side)) for s, _, side in sockets]
+    per_socket = args.rate / len(sockets)
+    interval = 1.0 / per_socket
+
+    async def writer(k: int, sock: ClientConnection) -> None:
+        await asyncio.sleep((k % 100) / 100 * interval)  # spread the first sends
+        next_at = time.monotonic()
+        i = 0
+        while not stop.is_set():
+            client_id = f"{k}-{i}"
+            now = time.time()
+            pending[client_id] = now
+            try:
+                await sock.send(
+                    json.dumps(
+                        {"type": "send", "client_id": client_id, "body": f"t={now} glucose 7.{i % 10}"}
+                    )
+                )
+            except Exception:
+                counts["errors"] += 1
+                return
+            counts["sent"] += 1
+            i += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    writers = [asyncio.create_task(writer(k, s)) for k, (s, _, _) in enumerate(sockets)]
+    started = time.monotonic()
+    await asyncio.sleep(args.seconds)
+    stop.set()
+    await asyncio.gather(*writers)
+    sent_window = time.monotonic() - started
+    await asyncio.sleep(3.0)  # let the last messages arrive
+    for s, _, _ in sockets:
+        await s.close()
+    for r in readers:
+        r.cancel()
+    return {
+        "consultations": len(chats),
+        "sockets": len(sockets),
+        "offered_rate": args.rate,
+        "sent": counts["sent"],
+        "acked": counts["acked"],
+        "errors": counts["errors"],
+        "delivered": counts["delivered"],
+        "delivered_per_s": round(counts["delivered"] / sent_window, 1),
+        "stored_per_s": round(counts["acked"] / sent_window, 1),
+        "delivery_p50_ms": round(pct(latencies, 50) * 1000, 1),
+        "delivery_p99_ms": round(pct(latencies, 99) * 1000, 1),
+        "ack_p50_ms": round(pct(ack_latencies, 50) * 1000, 1),
+        "ack_p99_ms": round(pct(ack_latencies, 99) * 1000, 1),
+    }
+
+
+async def connections_phase(
+    base: str, pid: int, chats: list[tuple[int, str, str]], args: argparse.Namespace
+) -> dict[str, float]:
+    before = rss_mib(pid)
+    held: list[ClientConnection] = []
+    sem = asyncio.Semaphore(64)
+    started = time.monotonic()
+
+    async def one(k: int) -> None:
+        cid, patient, doctor = chats[k % len(chats)]
+        async with sem:
+            sock, _ = await open_socket(base, cid, patient if k % 2 else doctor)
+            held.append(sock)
+
+    await asyncio.gather(*(one(k) for k in range(args.connections)))
+    opened_in = time.monotonic() - started
+    await asyncio.sleep(2.0)
+    after = rss_mib(pid)
+    # Still alive: every socket answers a ping.
+    alive = 0
+    for sock in held:
+        await sock.send(json.dumps({"type": "ping"}))
+    for sock in held:
+        with contextlib.suppress(Exception):
+            while json.loads(await asyncio.wait_for(sock.recv(), 30))["type"] != "pong":
+                pass
+            alive += 1
+    for sock in held:
+        await sock.close()
+    return {
+        "connections": len(held),
+        "connections_alive": alive,
+        "connect_seconds": round(opened_in, 1),
+        "server_rss_before_mib": round(before, 1),
+        "server_rss_after_mib": round(after, 1),
+        "kib_per_connection": round((after - before) * 1024 / max(1, len(held)), 1),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.connections * 2 + 1000)), hard))
+    result: dict[str, Any] = {"processes": args.processes}
+    with cluster(args.processes) as (bases, pids):
+        print(f"seeding {args.consultations} consultations ...", flush=True)
+        chats = await seed(bases[0], args)
+        if not args.skip_messages:
+            print(
+                f"messages: {args.rate}/s offered for {args.seconds} s over {args.processes} process(es) ...",
+                flush=True,
+            )
+            result.update(await messages_phase(bases, chats, args))
+            result["server_cpu_note"] = "client, servers, PostgreSQL and Redis share the machine"
+        if args.connections:
+            print(f"connections: {args.connections} sockets on process 0 ...", flush=True)
+            result.update(await connections_phase(bases[0], pids[0], chats, args))
+    return result
+
+
+def main() -> int:
+    import signal
+
+    # `timeout` and Ctrl-C: unwind, so the servers and the database are removed.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--consultations", type=int, default=200)
+    parser.add_argument("--doctors", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=2000.0, help="messages per second offered, all clients")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--connections", type=int, default=0, help="idle sockets to hold on process 0")
+    parser.add_argument("--skip-messages", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
