@@ -223,6 +223,8 @@ async def test_first_visit_is_refused_and_follow_up_opens(client: httpx.AsyncCli
     assert opened.status_code == 303, opened.text
     page = await client.get(opened.headers["location"])
     assert "等待接诊" in page.text and "问诊已提交" in page.text
+    # The place in the queue and the centre's first-answer promise.
+    assert 'id="wait"' in page.text and "您目前排在第 1 位" in page.text and "前首次回复" in page.text
     image = re.search(r'<img src="(/files/\d+)"', page.text)
     assert image
     file = await client.get(image.group(1))

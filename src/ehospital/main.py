@@ -363,4 +363,6 @@ async def _expire(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
         await ConsultationService(session, runtime.settings, runtime.files).expire_due()
     async with session_scope(runtime.sessionmaker) as session:
+        await ConsultationService(session, runtime.settings, runtime.files).sweep_late()
+    async with session_scope(runtime.sessionmaker) as session:
         await PrescriptionService(session, runtime.keys).expire_due()

@@ -66,6 +66,15 @@ class Consultation(IdMixin, CreatedMixin, Base):
     summary: Mapped[str | None] = mapped_column(Text)
     # Highest message sequence number handed out; bumped atomically per message.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The centre's first-response promise as a stored deadline (timers survive restarts), when
+    # the doctor's first message of substance came, and when the sweep found the answer late.
+    first_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    late_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The fee refunded in full: cancelled before any answer, or expired with no doctor.
+    refund_cents: Mapped[int | None] = mapped_column(Integer)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refund_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class Attachment(IdMixin, CreatedMixin, Base):

@@ -178,8 +178,10 @@ class ConsultationRepository:
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def queue(
-        self, centre_id: int, now: datetime, limit: int
+        self, centre_id: int, now: datetime, limit: int, doctor_id: int | None = None
     ) -> Sequence[tuple[Consultation, Patient, int]]:
+        """Waiting consultations of the centre: unassigned requests, and (for `doctor_id`) those
+        another doctor accepted but did not answer in time (offered to the others)."""
         evidence = (
             select(func.count(Attachment.id))
             .where(Attachment.consultation_id == Consultation.id)
@@ -191,9 +193,19 @@ class ConsultationRepository:
                 .join(Patient, Patient.id == Consultation.patient_id)
                 .where(
                     Consultation.centre_id == centre_id,
-                    Consultation.doctor_id.is_(None),
-                    Consultation.status == Status.REQUESTED,
-                    Consultation.expires_at > now,
+                    or_(
+                        and_(
+                            Consultation.doctor_id.is_(None),
+                            Consultation.status == Status.REQUESTED,
+                            Consultation.expires_at > now,
+                        ),
+                        and_(
+                            Consultation.status == Status.ACCEPTED,
+                            Consultation.late_at.is_not(None),
+                            Consultation.first_response_at.is_(None),
+                            Consultation.doctor_id != (doctor_id or 0),
+                        ),
+                    ),
                 )
                 .order_by(Consultation.created_at, Consultation.id)
                 .limit(limit)
@@ -225,6 +237,97 @@ class ConsultationRepository:
             )
             or 0
         )
+
+    async def take_over(self, consultation_id: int, doctor_id: int, now: datetime, due: datetime) -> bool:
+        """Atomically take a late consultation over from the doctor who did not answer; the new
+        doctor has a fresh first-answer deadline `due` (and it is no longer on offer)."""
+        result = await self.session.execute(
+            update(Consultation)
+            .where(
+                Consultation.id == consultation_id,
+                Consultation.status == Status.ACCEPTED,
+                Consultation.late_at.is_not(None),
+                Consultation.first_response_at.is_(None),
+                Consultation.doctor_id != doctor_id,
+            )
+            .values(doctor_id=doctor_id, accepted_at=now, late_at=None, first_response_due_at=due)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def late_offer_in(self, centre_id: int, consultation_id: int) -> Consultation | None:
+        return await one_or_none(
+            self.session,
+            select(Consultation).where(
+                Consultation.id == consultation_id,
+                Consultation.centre_id == centre_id,
+                Consultation.status == Status.ACCEPTED,
+                Consultation.late_at.is_not(None),
+                Consultation.first_response_at.is_(None),
+            ),
+        )
+
+    async def due_late(self, now: datetime) -> Sequence[Consultation]:
+        """Open consultations whose first-answer deadline passed without an answer, not yet marked."""
+        return (
+            await self.session.scalars(
+                select(Consultation)
+                .where(
+                    Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
+                    Consultation.first_response_at.is_(None),
+                    Consultation.late_at.is_(None),
+                    Consultation.first_response_due_at <= now,
+                )
+                .order_by(Consultation.id)
+                .limit(500)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+
+    async def waiting_ahead(self, consultation: Consultation) -> int:
+        """Requests of the same queue (the centre's, or the named doctor's) opened before this one."""
+        queue = (
+            Consultation.doctor_id.is_(None)
+            if consultation.doctor_id is None
+            else Consultation.doctor_id == consultation.doctor_id
+        )
+        return int(
+            await self.session.scalar(
+                select(func.count())
+                .select_from(Consultation)
+                .where(
+                    Consultation.centre_id == consultation.centre_id,
+                    Consultation.status == Status.REQUESTED,
+                    queue,
+                    or_(
+                        Consultation.created_at < consultation.created_at,
+                        and_(
+                            Consultation.created_at == consultation.created_at,
+                            Consultation.id < consultation.id,
+                        ),
+                    ),
+                )
+            )
+            or 0
+        )
+
+    async def recent_accept_minutes(self, centre_id: int, since: datetime) -> list[float]:
+        """Minutes from request to acceptance of the centre's recent consultations."""
+        rows = (
+            await self.session.execute(
+                select(Consultation.created_at, Consultation.accepted_at)
+                .where(
+                    Consultation.centre_id == centre_id,
+                    Consultation.accepted_at.is_not(None),
+                    Consultation.created_at >= since,
+                )
+                .order_by(Consultation.id.desc())
+                .limit(200)
+            )
+        ).all()
+        return [
+            (accepted - created).total_seconds() / 60 for created, accepted in rows if accepted is not None
+        ]
 
     async def claim(self, consultation_id: int, doctor_id: int, now: datetime) -> bool:
         """Atomically take a requested consultation; False if someone else got there first."""
@@ -295,7 +398,7 @@ class ConsultationRepository:
         await self.session.execute(
             update(Consultation)
             .where(Consultation.id == consultation_id, Consultation.status == Status.ACCEPTED)
-            .values(status=Status.IN_PROGRESS, started_at=now)
+            .values(status=Status.IN_PROGRESS, started_at=now, first_response_at=now)
             .execution_options(synchronize_session=False)
         )
 
@@ -483,7 +586,14 @@ class ConsultationRepository:
             await self.session.execute(
                 update(Consultation)
                 .where(Consultation.id.in_(ids), Consultation.status == Status.REQUESTED)
-                .values(status=Status.EXPIRED, ended_at=now, end_reason=EXPIRED_REASON)
+                .values(
+                    status=Status.EXPIRED,
+                    ended_at=now,
+                    end_reason=EXPIRED_REASON,
+                    refund_cents=Consultation.price_cents,
+                    refunded_at=now,
+                    refund_reason="expired",
+                )
                 .execution_options(synchronize_session=False)
             )
         return ids

@@ -22,6 +22,7 @@ from ehospital.consultations.schemas import (
     ReadIn,
     ReadMarkRead,
     TerminateIn,
+    WaitRead,
 )
 from ehospital.consultations.service import ConsultationService
 from ehospital.deps import CurrentActor, RuntimeDep, SessionDep
@@ -261,3 +262,12 @@ async def end_call(
     return CallRead.model_validate(
         await _service(session, runtime).end_call(actor, consultation_id, call_id, reason)
     )
+
+
+@router.get("/consultations/{consultation_id}/wait", response_model=WaitRead)
+async def wait(
+    consultation_id: IdPath, actor: CurrentActor, session: SessionDep, runtime: RuntimeDep
+) -> WaitRead:
+    """The place in the queue, doctors on duty, an estimated wait, and whether the first answer is
+    late (then the patient may cancel for a full refund)."""
+    return await _service(session, runtime).wait(actor, consultation_id)

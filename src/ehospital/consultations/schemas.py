@@ -70,6 +70,12 @@ class ConsultationRead(Output):
     summary: str | None
     last_seq: int
     evidence: list[AttachmentRead]
+    first_response_due_at: datetime | None = None
+    first_response_at: datetime | None = None
+    late_at: datetime | None = Field(default=None, description="when the first answer was found late")
+    refund_cents: int | None = None
+    refunded_at: datetime | None = None
+    refund_reason: str | None = None
 
 
 class QueueItem(Output):
@@ -86,6 +92,7 @@ class QueueItem(Output):
     created_at: datetime
     expires_at: datetime
     evidence_count: int
+    late: bool = Field(default=False, description="accepted by another doctor whose first answer is late")
 
 
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -167,3 +174,15 @@ class IceServer(Output):
 
 class CallConfig(Output):
     ice_servers: list[IceServer]
+
+
+class WaitRead(Output):
+    """Where a waiting consultation stands, for the patient."""
+
+    status: str
+    position: int | None = Field(description="1 = next; None once a doctor has taken it")
+    doctors_on_duty: int = Field(description="doctors of the centre on duty now with room for one more")
+    estimated_wait_minutes: int | None = Field(description="None when nobody is on duty or rostered")
+    first_response_due_at: datetime | None
+    late: bool
+    can_cancel_for_refund: bool

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import statistics
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +41,7 @@ from ehospital.consultations.schemas import (
     QueueItem,
     ReadMarkRead,
     TerminateIn,
+    WaitRead,
 )
 from ehospital.directory.repository import DirectoryRepository
 from ehospital.kit.context import Actor
@@ -52,6 +56,9 @@ from ehospital.patients.service import age_on
 from ehospital.realtime.hub import publish_after_commit
 
 MAX_EVIDENCE = 9
+
+
+HOSPITAL_ZONE = ZoneInfo("Asia/Shanghai")  # rosters are in the hospital's local time
 
 
 def _not_found() -> NotFound:
@@ -157,6 +164,7 @@ class ConsultationService:
             prior_institution=data.prior_institution,
             price_cents=price,
             expires_at=now + timedelta(hours=self.settings.consultation_accept_hours),
+            first_response_due_at=now + timedelta(minutes=centre.first_response_minutes),
             last_seq=0,
         )
         self.repo.add(consultation)
@@ -213,7 +221,7 @@ class ConsultationService:
     async def queue(self, actor: Actor, limit: int = 50) -> list[QueueItem]:
         """The centre's waiting consultations, oldest first, for its doctors."""
         doctor = self._require_doctor(actor)
-        rows = await self.repo.queue(doctor, utcnow(), limit)
+        rows = await self.repo.queue(doctor, utcnow(), limit, actor.doctor_id)
         today = date.today()
         record(self.session, actor, "list", "queue", doctor)
         return [
@@ -229,6 +237,7 @@ class ConsultationService:
                 created_at=c.created_at,
                 expires_at=c.expires_at,
                 evidence_count=n,
+                late=c.status == Status.ACCEPTED,
             )
             for c, p, n in rows
         ]
@@ -252,7 +261,10 @@ class ConsultationService:
             centre_id, consultation_id
         )
         if consultation is None:
-            raise _not_found()
+            late = await self.repo.late_offer_in(centre_id, consultation_id)
+            if late is None:
+                raise _not_found()
+            return await self._take_over(actor, late)
         if await self._expire_if_due(consultation):
             raise Conflict("the consultation expired before anyone accepted it", code="consultation_expired")
         if consultation.status != Status.REQUESTED:
@@ -272,6 +284,88 @@ class ConsultationService:
         await self._event(consultation, f"accepted by {doctor.name}")
         self._audit(actor, "accept", consultation)
         return consultation
+
+    async def _take_over(self, actor: Actor, consultation: Consultation) -> Consultation:
+        """Another doctor of the centre takes a consultation whose first answer is late."""
+        assert actor.doctor_id is not None
+        doctor = await self.directory.doctor_for_update(actor.doctor_id)
+        assert doctor is not None
+        if await self.repo.active_count(doctor.id) >= doctor.max_concurrent:
+            raise Conflict(
+                f"you already have {doctor.max_concurrent} active consultations", code="doctor_at_capacity"
+            )
+        centre = await self.directory.centre(consultation.centre_id)
+        now = utcnow()
+        due = now + timedelta(minutes=centre.first_response_minutes if centre else 10)
+        if not await self.repo.take_over(consultation.id, doctor.id, now, due):
+            raise Conflict("another doctor took this consultation", code="already_accepted")
+        await self.session.refresh(consultation)
+        await self._event(consultation, f"taken over by {doctor.name}")
+        self._audit(actor, "accept", consultation)
+        return consultation
+
+    async def sweep_late(self, now: datetime | None = None) -> list[int]:
+        """Mark consultations whose first answer is past the centre's promise (run periodically;
+        the deadline is stored, so a restart loses nothing): the patient is told and may cancel
+        for a full refund, and an accepted one is offered to the centre's other doctors."""
+        now = now or utcnow()
+        marked = []
+        for consultation in await self.repo.due_late(now):
+            consultation.late_at = now
+            await self._event(consultation, "the first answer is late")
+            marked.append(consultation.id)
+        return marked
+
+    async def wait(self, actor: Actor, consultation_id: int, now: datetime | None = None) -> WaitRead:
+        """The patient's place in the queue and an estimate of the wait."""
+        now = now or utcnow()
+        consultation = await self.repo.visible(actor, consultation_id)
+        if consultation is None:
+            raise _not_found()
+        status = Status(consultation.status)
+        answered = consultation.first_response_at is not None
+        position = None
+        if status is Status.REQUESTED:
+            position = await self.repo.waiting_ahead(consultation) + 1
+        on_duty = await self._doctors_free_on_duty(consultation, now)
+        estimate = None
+        if status is Status.REQUESTED and on_duty:
+            recent = await self.repo.recent_accept_minutes(consultation.centre_id, now - timedelta(days=7))
+            centre = await self.directory.centre(consultation.centre_id)
+            typical = (
+                statistics.median(recent) if recent else (centre.first_response_minutes if centre else 10) / 2
+            )
+            estimate = max(1, math.ceil(math.ceil(position or 1) / on_duty * typical))
+        return WaitRead(
+            status=status,
+            position=position,
+            doctors_on_duty=on_duty,
+            estimated_wait_minutes=estimate,
+            first_response_due_at=consultation.first_response_due_at,
+            late=consultation.late_at is not None and not answered,
+            can_cancel_for_refund=actor.is_patient and status in (Status.REQUESTED, Status.ACCEPTED),
+        )
+
+    async def _doctors_free_on_duty(self, consultation: Consultation, now: datetime) -> int:
+        """Verified doctors of the queue (the centre's, or the one named) on the roster now and
+        below their limit of concurrent consultations."""
+        local = now.astimezone(HOSPITAL_ZONE)
+        doctors = await self.directory.doctors(
+            centre_id=consultation.centre_id, clinic_id=None, verified_only=True
+        )
+        if consultation.doctor_id is not None:
+            doctors = [d for d in doctors if d.id == consultation.doctor_id]
+        slots = await self.directory.roster([d.id for d in doctors])
+        on_roster = {
+            slot.doctor_id
+            for slot in slots
+            if slot.weekday == local.weekday() and slot.starts <= local.time() < slot.ends
+        }
+        free = 0
+        for doctor in doctors:
+            if doctor.id in on_roster and await self.repo.active_count(doctor.id) < doctor.max_concurrent:
+                free += 1
+        return free
 
     async def diagnose(self, actor: Actor, consultation_id: int, data: DiagnosisIn) -> Consultation:
         """Record the doctor's diagnosis (ICD-10) and, optionally, a summary."""
@@ -335,9 +429,14 @@ class ConsultationService:
                 f"a consultation that is {consultation.status} cannot be cancelled",
                 code="invalid_state",
             )
+        now = utcnow()
         consultation.status = Status.CANCELLED
-        consultation.ended_at = utcnow()
+        consultation.ended_at = now
         consultation.end_reason = reason or "cancelled by the patient"
+        # No doctor has answered yet (that is when a patient may cancel): the fee comes back in full.
+        consultation.refund_cents = consultation.price_cents
+        consultation.refunded_at = now
+        consultation.refund_reason = "late_first_response" if consultation.late_at else "cancelled"
         await self._event(consultation, "cancelled by the patient")
         self._audit(actor, "cancel", consultation)
         return consultation
@@ -648,6 +747,12 @@ def _to_read(
         started_at=c.started_at,
         ended_at=c.ended_at,
         end_reason=c.end_reason,
+        first_response_due_at=c.first_response_due_at,
+        first_response_at=c.first_response_at,
+        late_at=c.late_at,
+        refund_cents=c.refund_cents,
+        refunded_at=c.refunded_at,
+        refund_reason=c.refund_reason,
         referral_to=c.referral_to,
         diagnosis_code=c.diagnosis_code,
         diagnosis_text=c.diagnosis_text,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, Time, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, Time, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehospital.kit.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
@@ -50,6 +50,10 @@ class Centre(IdMixin, CreatedMixin, Base):
     description_en: Mapped[str] = mapped_column(Text, default="")
     description_zh: Mapped[str] = mapped_column(Text, default="")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The centre's promise: a doctor answers a consultation within this many minutes of the
+    # request; past it the consultation is offered to other doctors and may be cancelled for a
+    # full refund.
+    first_response_minutes: Mapped[int] = mapped_column(Integer, default=10, server_default=text("10"))
 
 
 class Clinic(IdMixin, CreatedMixin, Base):

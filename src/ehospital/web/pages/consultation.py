@@ -76,6 +76,12 @@ async def consultation_page(
     )
     drafts = [p for p in prescriptions if p.status == RxStatus.DRAFT]
     pad = await pad_view(web, drafts, state, pick) if can_prescribe else None
+    # The patient's place in the queue and the first-answer promise, while nobody has answered.
+    wait = (
+        await _service(web).wait(me, consultation_id)
+        if me.is_patient and status in (Status.REQUESTED, Status.ACCEPTED)
+        else None
+    )
     return web.render(
         "consultation.html",
         c=consultation,
@@ -88,6 +94,7 @@ async def consultation_page(
         can_cancel=me.is_patient and status in (Status.REQUESTED, Status.ACCEPTED),
         can_accept=me.is_doctor and status is Status.REQUESTED,
         can_treat=me.is_doctor and status in CHATTING_STATUSES,
+        wait=wait,
         can_call=status in CHATTING_STATUSES and (me.is_practising_doctor or me.is_patient),
         pad=pad,
         prescriptions=await described(web, prescriptions),
