@@ -173,3 +173,50 @@ async def test_the_patient_sees_the_place_in_the_queue_and_an_estimate(
     await client.post(f"/api/v1/consultations/{first['id']}/accept", headers=world.dr_dia.headers)
     w1 = (await client.get(f"/api/v1/consultations/{first['id']}/wait", headers=world.alice.headers)).json()
     assert w1["position"] is None and w1["status"] == "accepted"
+
+
+async def _codes(client: httpx.AsyncClient, headers: dict[str, str], cid: int) -> list[str]:
+    found = (await client.get("/api/v1/notifications", headers=headers)).json()
+    return [n["code"] for n in found if n["subject_id"] == cid]
+
+
+async def test_on_duty_doctors_are_told_of_new_and_late_consultations(
+    client: httpx.AsyncClient, world: World, session: AsyncSession, settings: Settings
+) -> None:
+    await session.execute(delete(RosterSlot))
+    today = utcnow().astimezone(HOSPITAL_ZONE).weekday()
+    for persona in (world.dr_dia, world.dr_dia2):
+        session.add(
+            RosterSlot(doctor_id=persona.doctor_id, weekday=today, starts=time(0, 0), ends=time(23, 59, 59))
+        )
+    await session.commit()
+    c = await open_consultation(client, world)
+    cid = c["id"]
+    assert await _codes(client, world.dr_dia.headers, cid) == ["consultation_waiting"]
+    assert await _codes(client, world.dr_dia2.headers, cid) == ["consultation_waiting"]
+    assert await _codes(client, world.dr_skin.headers, cid) == []  # another centre
+    accepted = await client.post(f"/api/v1/consultations/{cid}/accept", headers=world.dr_dia.headers)
+    assert accepted.status_code == 200
+    await _overdue(session, cid)
+    await _service(session, settings).sweep_late()
+    await session.commit()
+    # Offered to the colleague only, not to the doctor who did not answer.
+    assert await _codes(client, world.dr_dia2.headers, cid) == ["consultation_late", "consultation_waiting"]
+    assert await _codes(client, world.dr_dia.headers, cid) == ["consultation_waiting"]
+
+
+async def test_a_late_request_addressed_to_one_doctor_is_offered_to_the_others(
+    client: httpx.AsyncClient, world: World, session: AsyncSession, settings: Settings
+) -> None:
+    c = await open_consultation(client, world, doctor=world.dr_dia)
+    cid = c["id"]
+    queue = (await client.get("/api/v1/consultations/queue", headers=world.dr_dia2.headers)).json()
+    assert cid not in [q["id"] for q in queue]
+    await _overdue(session, cid)
+    await _service(session, settings).sweep_late()
+    await session.commit()
+    queue = (await client.get("/api/v1/consultations/queue", headers=world.dr_dia2.headers)).json()
+    assert [q["late"] for q in queue if q["id"] == cid] == [True]
+    taken = await client.post(f"/api/v1/consultations/{cid}/accept", headers=world.dr_dia2.headers)
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["status"] == "accepted" and taken.json()["doctor_id"] == world.dr_dia2.doctor_id

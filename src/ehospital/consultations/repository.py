@@ -200,9 +200,11 @@ class ConsultationRepository:
                             Consultation.expires_at > now,
                         ),
                         and_(
-                            Consultation.status == Status.ACCEPTED,
+                            Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
+                            Consultation.expires_at > now,
                             Consultation.late_at.is_not(None),
                             Consultation.first_response_at.is_(None),
+                            Consultation.doctor_id.is_not(None),
                             Consultation.doctor_id != (doctor_id or 0),
                         ),
                     ),
@@ -245,12 +247,20 @@ class ConsultationRepository:
             update(Consultation)
             .where(
                 Consultation.id == consultation_id,
-                Consultation.status == Status.ACCEPTED,
+                Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
+                Consultation.expires_at > now,
                 Consultation.late_at.is_not(None),
                 Consultation.first_response_at.is_(None),
+                Consultation.doctor_id.is_not(None),
                 Consultation.doctor_id != doctor_id,
             )
-            .values(doctor_id=doctor_id, accepted_at=now, late_at=None, first_response_due_at=due)
+            .values(
+                doctor_id=doctor_id,
+                status=Status.ACCEPTED,
+                accepted_at=now,
+                late_at=None,
+                first_response_due_at=due,
+            )
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -261,9 +271,10 @@ class ConsultationRepository:
             select(Consultation).where(
                 Consultation.id == consultation_id,
                 Consultation.centre_id == centre_id,
-                Consultation.status == Status.ACCEPTED,
+                Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
                 Consultation.late_at.is_not(None),
                 Consultation.first_response_at.is_(None),
+                Consultation.doctor_id.is_not(None),
             ),
         )
 

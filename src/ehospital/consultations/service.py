@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.service import record
-from ehospital.auth.models import Role
+from ehospital.auth.models import Account, Role
 from ehospital.config import Settings
 from ehospital.consultations.models import (
     CHATTING_STATUSES,
@@ -43,6 +43,7 @@ from ehospital.consultations.schemas import (
     TerminateIn,
     WaitRead,
 )
+from ehospital.directory.models import Doctor
 from ehospital.directory.repository import DirectoryRepository
 from ehospital.kit.context import Actor
 from ehospital.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -50,6 +51,7 @@ from ehospital.kit.images import clean_upload
 from ehospital.kit.models import utcnow
 from ehospital.kit.storage import FileStore
 from ehospital.kit.txn import after_commit
+from ehospital.notifications.service import queue as queue_notification
 from ehospital.patients.models import Patient
 from ehospital.patients.repository import PatientRepository
 from ehospital.patients.service import age_on
@@ -179,6 +181,7 @@ class ConsultationService:
         if await self.repo.claim_uploads(actor.account_id, ids, consultation.id, "evidence") != len(ids):
             raise Unprocessable("unknown or already used uploads", code="evidence_not_found", ids=ids)
         self._audit(actor, "create", consultation)
+        await self._offer(consultation, now, late=False)
         return consultation
 
     async def _price(self, data: ConsultationCreate) -> int:
@@ -237,7 +240,7 @@ class ConsultationService:
                 created_at=c.created_at,
                 expires_at=c.expires_at,
                 evidence_count=n,
-                late=c.status == Status.ACCEPTED,
+                late=c.late_at is not None,
             )
             for c, p, n in rows
         ]
@@ -313,6 +316,8 @@ class ConsultationService:
         for consultation in await self.repo.due_late(now):
             consultation.late_at = now
             await self._event(consultation, "the first answer is late")
+            if consultation.doctor_id is not None:
+                await self._offer(consultation, now, late=True)
             marked.append(consultation.id)
         return marked
 
@@ -347,13 +352,20 @@ class ConsultationService:
         )
 
     async def _doctors_free_on_duty(self, consultation: Consultation, now: datetime) -> int:
-        """Verified doctors of the queue (the centre's, or the one named) on the roster now and
-        below their limit of concurrent consultations."""
+        return len(await self._free_on_duty(consultation, now))
+
+    async def _free_on_duty(
+        self, consultation: Consultation, now: datetime, *, anyone_but_named: bool = False
+    ) -> list[Doctor]:
+        """Verified doctors of the queue (the centre's, or the one named; with `anyone_but_named`
+        the centre's others) on the roster now and below their limit of concurrent consultations."""
         local = now.astimezone(HOSPITAL_ZONE)
         doctors = await self.directory.doctors(
             centre_id=consultation.centre_id, clinic_id=None, verified_only=True
         )
-        if consultation.doctor_id is not None:
+        if anyone_but_named:
+            doctors = [d for d in doctors if d.id != consultation.doctor_id]
+        elif consultation.doctor_id is not None:
             doctors = [d for d in doctors if d.id == consultation.doctor_id]
         slots = await self.directory.roster([d.id for d in doctors])
         on_roster = {
@@ -361,11 +373,49 @@ class ConsultationService:
             for slot in slots
             if slot.weekday == local.weekday() and slot.starts <= local.time() < slot.ends
         }
-        free = 0
+        free = []
         for doctor in doctors:
             if doctor.id in on_roster and await self.repo.active_count(doctor.id) < doctor.max_concurrent:
-                free += 1
+                free.append(doctor)
         return free
+
+    async def _offer(self, consultation: Consultation, now: datetime, *, late: bool) -> int:
+        """Tell the doctors on duty with room for one more that a consultation waits (in-app, in
+        each one's language): a new request of the centre queue (or to the doctor named), or a
+        late one, offered to the centre's other doctors. Returns how many were told."""
+        doctors = await self._free_on_duty(consultation, now, anyone_but_named=late)
+        centre = await self.directory.centre(consultation.centre_id)
+        minutes = centre.first_response_minutes if centre else 10
+        for doctor in doctors:
+            account = await self.session.get(Account, doctor.account_id)
+            zh = account is None or account.locale.startswith("zh")
+            if late:
+                title = "超时待接问诊" if zh else "A late consultation is waiting"
+                body = (
+                    f"问诊 #{consultation.id} 的首次回复已超时，可接手。"
+                    if zh
+                    else f"Consultation #{consultation.id} has had no answer in time; you may take it over."
+                )
+            else:
+                title = "新的问诊待接" if zh else "A new consultation is waiting"
+                body = (
+                    f"问诊 #{consultation.id} 等待接诊，本中心承诺 {minutes} 分钟内首次回复。"
+                    if zh
+                    else f"Consultation #{consultation.id} is waiting; the centre promises a first answer "
+                    f"within {minutes} minutes."
+                )
+            queue_notification(
+                self.session,
+                account_id=doctor.account_id,
+                patient_id=None,
+                kind="reminder",
+                code="consultation_late" if late else "consultation_waiting",
+                subject_id=consultation.id,
+                title=title,
+                body=body,
+                now=now,
+            )
+        return len(doctors)
 
     async def diagnose(self, actor: Actor, consultation_id: int, data: DiagnosisIn) -> Consultation:
         """Record the doctor's diagnosis (ICD-10) and, optionally, a summary."""
