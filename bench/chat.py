@@ -14,6 +14,9 @@ consultations through the public API, then:
   connections  --connections idle sockets (hello + welcome) held by process 0; its RSS before
                and after gives the memory per connection.
 
+CPU per stored message is split between the server processes, the PostgreSQL backends of the
+bench database, redis-server and this client (/proc; all on one machine).
+
 Prints a table, then one JSON line of name: value as the last line.
 
     python bench/chat.py --processes 2 --consultations 200 --rate 2000 --seconds 20
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from consultations import PG_ADMIN, Api, png, setup
+from consultations import PG_ADMIN, Api, cpu_seconds, database_cpu_seconds, png, setup
 from websockets.asyncio.client import ClientConnection, connect
 
 EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
@@ -63,7 +66,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def cluster(processes: int) -> Iterator[tuple[list[str], list[int]]]:
+def cluster(processes: int) -> Iterator[tuple[list[str], list[int], str]]:
     data_dir = Path(tempfile.mkdtemp(prefix="ehospital-chat-bench-"))
     db_name = f"ehospital_chat_bench_{uuid.uuid4().hex[:8]}"
     subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{db_name}"'], check=True)
@@ -98,7 +101,7 @@ def cluster(processes: int) -> Iterator[tuple[list[str], list[int]]]:
                             break
                 except OSError:
                     time.sleep(0.2)
-        yield bases, [p.pid for p in procs]
+        yield bases, [p.pid for p in procs], db_name
     finally:
         for p in procs:
             p.terminate()
@@ -112,6 +115,19 @@ def cluster(processes: int) -> Iterator[tuple[list[str], list[int]]]:
         subprocess.run(
             ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'], check=False
         )
+
+
+def redis_cpu_seconds() -> float:
+    """CPU time so far of the local redis-server (0 when it is not a local process)."""
+    from consultations import _process_cpu
+
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (proc / "comm").read_text().strip() == "redis-server":
+                    total += _process_cpu(int(proc.name))
+    return total
 
 
 def ws(base: str, cid: int) -> str:
@@ -300,7 +316,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.connections * 2 + 1000)), hard))
     result: dict[str, Any] = {"processes": args.processes}
-    with cluster(args.processes) as (bases, pids):
+    with cluster(args.processes) as (bases, pids, db_name):
         print(f"seeding {args.consultations} consultations ...", flush=True)
         chats = await seed(bases[0], args)
         if not args.skip_messages:
@@ -308,7 +324,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"messages: {args.rate}/s offered for {args.seconds} s over {args.processes} process(es) ...",
                 flush=True,
             )
+            cpu_before = (
+                sum(cpu_seconds(p) for p in pids),
+                database_cpu_seconds(db_name),
+                redis_cpu_seconds(),
+                time.process_time(),
+            )
             result.update(await messages_phase(bases, chats, args))
+            cpu_after = (
+                sum(cpu_seconds(p) for p in pids),
+                database_cpu_seconds(db_name),
+                redis_cpu_seconds(),
+                time.process_time(),
+            )
+            stored = max(1, int(result["acked"]))
+            for name, before, after in zip(
+                ("servers", "postgresql", "redis", "client"), cpu_before, cpu_after, strict=True
+            ):
+                result[f"cpu_ms_per_message_{name}"] = round((after - before) * 1000 / stored, 3)
             result["server_cpu_note"] = "client, servers, PostgreSQL and Redis share the machine"
         if args.connections:
             print(f"connections: {args.connections} sockets on process 0 ...", flush=True)

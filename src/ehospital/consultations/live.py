@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ehospital.auth.service import AuthService
+from ehospital.auth.service import AuthService, principals, token_hash
 from ehospital.consultations.models import Message
 from ehospital.consultations.repository import ConsultationRepository
 from ehospital.consultations.schemas import CallEndIn, CallRead, MessageCreate, ReadIn
@@ -74,18 +75,23 @@ class _Connection:
     kind: str  # "bearer" or "session"
     actor: Actor
     last_sent: int = 0
-    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[tuple[Event, str]] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     lagging: bool = False
     last_typing: float = 0.0
+    digest: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.digest = token_hash(self.token)
 
     @property
     def member(self) -> str:
         return f"{self.actor.account_id}:{self.actor.role}"
 
-    def deliver(self, event: Event) -> None:
-        """The hub's listener: queue an event for the writer (never blocks the broker reader)."""
+    def deliver(self, event: Event, raw: str) -> None:
+        """The hub's listener: queue an event (and its JSON, sent as is) for the writer; never
+        blocks the broker reader."""
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait((event, raw))
         except asyncio.QueueFull:
             self.lagging = True
 
@@ -93,6 +99,12 @@ class _Connection:
         await self.socket.send_text(orjson.dumps(frame).decode())
 
     async def reauthenticate(self) -> None:
+        """The token again: from this process's principal cache when it is fresh (no database),
+        else through the database (expired or revoked: the socket ends)."""
+        cached = principals.get(self.digest)
+        if cached is not None:
+            self.actor = dataclasses.replace(cached, address=self.actor.address, request_id=None)
+            return
         async with self.runtime.sessionmaker() as session:
             actor = await AuthService(session, self.runtime.settings).authenticate(
                 self.token, address=self.actor.address, request_id=None, kind=self.kind
@@ -126,11 +138,11 @@ class _Connection:
     async def write(self) -> None:
         """Queued events to the socket; messages exactly once and in seq order."""
         while True:
-            event = await self.queue.get()
+            event, raw = await self.queue.get()
             if self.lagging:
                 raise _Lagging
             if event.get("type") != "message":
-                await self.send(event)
+                await self.socket.send_text(raw)
                 continue
             seq = int(event["message"]["seq"])
             if seq <= self.last_sent:
@@ -139,7 +151,7 @@ class _Connection:
                 # A message ahead of one not seen yet: the earlier ones are committed (the
                 # consultation row lock orders them), so the database has them.
                 await self.send_messages_after(self.last_sent, seq - 1)
-            await self.send(event)
+            await self.socket.send_text(raw)
             self.last_sent = seq
 
 

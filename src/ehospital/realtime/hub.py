@@ -23,7 +23,7 @@ from ehospital.realtime.broker import Broker
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
-Listener = Callable[[Event], None]
+Listener = Callable[[Event, str], None]  # the event, and its JSON text as published
 
 
 def channel_of(consultation_id: int) -> str:
@@ -51,11 +51,13 @@ class ChatHub:
         try:
             consultation_id = int(channel[5:])
             event = orjson.loads(payload)
+            text = payload.decode()
         except (ValueError, orjson.JSONDecodeError):
             log.warning("ignored a malformed event on %s", channel)
             return
+        # Parsed once and the text passed along: each socket sends the same bytes.
         for listener in list(self.rooms.get(consultation_id, ())):
-            listener(event)
+            listener(event, text)
 
     async def join(self, consultation_id: int, listener: Listener) -> None:
         """Deliver the consultation's events to `listener` from now on (subscribed on return)."""
