@@ -92,6 +92,13 @@ async def test_approve(client: httpx.AsyncClient, world: World, formulary: None)
     r = await review(client, world, rx["id"], "approve")
     assert r.status_code == 200 and r.json()["status"] == "approved"
     assert (await client.get("/api/v1/pharmacy/reviews", headers=world.pharmacist.headers)).json() == []
+    # The consultation's chat says so (a structured line both sides get live).
+    lines = (
+        await client.get(
+            f"/api/v1/consultations/{rx['consultation_id']}/messages", headers=world.alice.headers
+        )
+    ).json()
+    assert lines[-1]["kind"] == "event" and lines[-1]["body"] == f"prescription {rx['id']} approved"
 
 
 async def test_reject_and_return_need_a_reason(
@@ -103,6 +110,12 @@ async def test_reject_and_return_need_a_reason(
         assert r.status_code == 422 and r.json()["error"]["code"] == "reason_required"
     r = await review(client, world, rx["id"], "reject", "metformin contraindicated: eGFR 25")
     assert r.json()["status"] == "rejected"
+    lines = (
+        await client.get(
+            f"/api/v1/consultations/{rx['consultation_id']}/messages", headers=world.dr_dia.headers
+        )
+    ).json()
+    assert lines[-1]["body"] == f"prescription {rx['id']} rejected"
 
 
 async def test_return_answer_revise_and_sign_again(

@@ -719,16 +719,7 @@ class ConsultationService:
 
     async def _event(self, consultation: Consultation, text: str) -> None:
         """A system line in the chat, so both sides see each change of state in order."""
-        message = Message(
-            consultation_id=consultation.id,
-            seq=await self.repo.next_seq(consultation.id),
-            sender_id=None,
-            sender_role="system",
-            kind="event",
-            body=text,
-        )
-        self.repo.add(message)
-        self._publish(message)
+        await post_system_line(self.session, consultation.id, text)
 
     async def _expire_if_due(self, consultation: Consultation) -> bool:
         if consultation.status == Status.REQUESTED and consultation.expires_at <= utcnow():
@@ -765,6 +756,26 @@ class ConsultationService:
     async def expire_due(self) -> int:
         """Expire every requested consultation past its deadline (run periodically)."""
         return len(await self.repo.expire_due(utcnow()))
+
+
+async def post_system_line(session: AsyncSession, consultation_id: int, body: str) -> Message:
+    """Add a system line (a change of state, or a structured item such as a report link or a
+    prescription ready) to a consultation's chat, numbered in order and sent live once committed.
+
+    Other domains (skin reports, prescriptions) post through this, so every line reaches the
+    sockets the same way."""
+    repo = ConsultationRepository(session)
+    message = Message(
+        consultation_id=consultation_id,
+        seq=await repo.next_seq(consultation_id),
+        sender_id=None,
+        sender_role="system",
+        kind="event",
+        body=body,
+    )
+    repo.add(message)
+    publish_after_commit(session, consultation_id, lambda: message_event(message))
+    return message
 
 
 def message_event(message: Message) -> dict[str, Any]:

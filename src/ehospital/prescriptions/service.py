@@ -381,6 +381,14 @@ class PrescriptionService:
             raise Unprocessable("say why when rejecting or returning", code="reason_required")
         target = {"approve": RxStatus.APPROVED, "reject": RxStatus.REJECTED, "return": RxStatus.RETURNED}
         self._move(actor, prescription, target[data.decision], f"review_{data.decision}", data.reason)
+        if data.decision in ("approve", "reject"):
+            # A structured line in the consultation's chat: both sides see it at once.
+            from ehospital.consultations.service import post_system_line
+
+            verb = "approved" if data.decision == "approve" else "rejected"
+            await post_system_line(
+                self.session, prescription.consultation_id, f"prescription {prescription.id} {verb}"
+            )
         if data.decision == "approve":
             from ehospital.pharmacy.service import OrderService
 

@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ehospital.audit.service import record
 from ehospital.auth.models import Account
 from ehospital.config import Settings
-from ehospital.consultations.models import Consultation, Message
+from ehospital.consultations.models import Consultation
 from ehospital.consultations.models import Status as ConsultationStatus
 from ehospital.consultations.repository import ConsultationRepository
+from ehospital.consultations.service import post_system_line
 from ehospital.kit.context import Actor
 from ehospital.kit.errors import Forbidden, NotFound, Unprocessable
 from ehospital.kit.models import utcnow
@@ -228,17 +229,7 @@ class SkinService:
             },
             ensure_ascii=False,
         )
-        repo = ConsultationRepository(self.session)
-        repo.add(
-            Message(
-                consultation_id=consultation.id,
-                seq=await repo.next_seq(consultation.id),
-                sender_id=None,
-                sender_role="system",
-                kind="event",
-                body=body,
-            )
-        )
+        await post_system_line(self.session, consultation.id, body)
 
     async def get(self, actor: Actor, photo_id: int) -> PhotoRecord:
         photo = await self.repo.photo(photo_id)

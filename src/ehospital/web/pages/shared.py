@@ -42,6 +42,8 @@ _EVENTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^completed$"), "event.completed"),
     (re.compile(r"^video call started$"), "event.call_started"),
     (re.compile(r"^the first answer is late$"), "event.late"),
+    (re.compile(r"^prescription (?P<id>\d+) approved$"), "event.rx_approved"),
+    (re.compile(r"^prescription (?P<id>\d+) rejected$"), "event.rx_rejected"),
     (re.compile(r"^taken over by (?P<name>.+)$"), "event.taken_over"),
     (re.compile(r"^video call ended after (?P<duration>\d+:\d\d)$"), "event.call_ended"),
     (re.compile(r"^cancelled by the patient$"), "event.cancelled"),
