@@ -126,6 +126,9 @@ async def test_cancelling_before_an_answer_refunds_in_full(
     assert body["status"] == "cancelled"
     assert body["refund_cents"] == c["price_cents"] and body["refund_reason"] == "late_first_response"
     assert body["refunded_at"] is not None
+    # The centre's quality dashboard counts the refund on the day it was made.
+    board = (await client.get("/api/v1/quality/dashboard", headers=world.admin.headers)).json()
+    assert board["totals"]["refunds"] >= 1 and board["totals"]["refund_cents"] >= c["price_cents"]
 
 
 async def test_an_expired_request_is_refunded_automatically(
@@ -220,3 +223,30 @@ async def test_a_late_request_addressed_to_one_doctor_is_offered_to_the_others(
     taken = await client.post(f"/api/v1/consultations/{cid}/accept", headers=world.dr_dia2.headers)
     assert taken.status_code == 200, taken.text
     assert taken.json()["status"] == "accepted" and taken.json()["doctor_id"] == world.dr_dia2.doctor_id
+
+
+async def test_an_administrator_sets_a_centres_promise(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.patch(
+        f"/api/v1/centres/{world.diabetes.id}",
+        headers=world.admin.headers,
+        json={"first_response_minutes": 30},
+    )
+    assert r.status_code == 200 and r.json()["first_response_minutes"] == 30
+    c = await open_consultation(client, world)
+    from datetime import datetime
+
+    gap = datetime.fromisoformat(c["first_response_due_at"]) - datetime.fromisoformat(c["created_at"])
+    assert abs(gap - timedelta(minutes=30)) < timedelta(seconds=2)
+    for bad in (0, 1441, "soon"):
+        refused = await client.patch(
+            f"/api/v1/centres/{world.diabetes.id}",
+            headers=world.admin.headers,
+            json={"first_response_minutes": bad},
+        )
+        assert refused.status_code == 422
+    doctor = await client.patch(
+        f"/api/v1/centres/{world.diabetes.id}",
+        headers=world.dr_dia.headers,
+        json={"first_response_minutes": 1},
+    )
+    assert doctor.status_code == 403

@@ -57,6 +57,9 @@ class CentreCreate(Input):
     name_zh: str = Field(min_length=1, max_length=200)
     description_en: str = Field(default="", max_length=2000)
     description_zh: str = Field(default="", max_length=2000)
+    first_response_minutes: int = Field(
+        default=10, ge=1, le=1440, description="the promise: a doctor's first answer within this many minutes"
+    )
 
 
 class CentreUpdate(Input):
@@ -65,6 +68,7 @@ class CentreUpdate(Input):
     description_en: str | None = Field(default=None, max_length=2000)
     description_zh: str | None = Field(default=None, max_length=2000)
     is_active: bool | None = None
+    first_response_minutes: int | None = Field(default=None, ge=1, le=1440)
 
 
 class CentreRead(Output):
@@ -76,6 +80,7 @@ class CentreRead(Output):
     description_en: str
     description_zh: str
     is_active: bool
+    first_response_minutes: int = 10
     clinics: list[ClinicRead] = Field(default_factory=list)
 
 

@@ -136,12 +136,10 @@ class QualityRepository:
         return [FirstResponse(int(c), d, r, a) for c, d, r, a in rows]
 
     async def refunds(self, lo: datetime, hi: datetime, centre_ids: Sequence[int] | None) -> list[Refunds]:
-        """Refunds that fell due on each day, by the centre of the consultation they came from.
-
-        Today these are payments for pharmacy orders that could no longer take them (`refund_due`
-        order events; the amount is that of the payment notice the event names). Consultation
-        fees are not collected yet, so none of their refunds exist to count.
-        """
+        """Refunds that fell due on each day, by the centre of the consultation they came from:
+        consultation fees refunded in full (cancelled before any answer, or expired with no
+        doctor: `consultations.refunded_at`), and payments for pharmacy orders that could no
+        longer take them (`refund_due` order events; the amount is the payment notice's)."""
         day = local_date(OrderEvent.at)
         query = _scoped(
             select(
@@ -159,7 +157,20 @@ class QualityRepository:
             .group_by(Consultation.centre_id, day),
             centre_ids,
         )
-        rows = (await self.session.execute(query)).all()
+        rows = list((await self.session.execute(query)).all())
+        fee_day = local_date(Consultation.refunded_at)
+        fees = _scoped(
+            select(
+                Consultation.centre_id,
+                fee_day,
+                func.count(),
+                func.coalesce(func.sum(Consultation.refund_cents), 0),
+            )
+            .where(Consultation.refunded_at.is_not(None), _in(Consultation.refunded_at, lo, hi))
+            .group_by(Consultation.centre_id, fee_day),
+            centre_ids,
+        )
+        rows += (await self.session.execute(fees)).all()
         return [Refunds(int(c), as_date(d), int(n), int(s)) for c, d, n, s in rows]
 
     async def doctor_consultations(
