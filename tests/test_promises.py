@@ -250,3 +250,49 @@ async def test_an_administrator_sets_a_centres_promise(client: httpx.AsyncClient
         json={"first_response_minutes": 1},
     )
     assert doctor.status_code == 403
+
+
+async def test_a_consultation_past_its_close_promise_is_marked_and_the_doctor_reminded(
+    client: httpx.AsyncClient, world: World, session: AsyncSession, settings: Settings
+) -> None:
+    from datetime import datetime
+
+    c = await accepted_consultation(client, world)
+    cid = c["id"]
+    gap = datetime.fromisoformat(c["close_due_at"]) - datetime.fromisoformat(c["accepted_at"])
+    assert abs(gap - timedelta(hours=world.diabetes.close_within_hours)) < timedelta(seconds=2)
+    service = _service(session, settings)
+    assert await service.sweep_overdue() == []  # not due yet
+    await session.execute(
+        update(Consultation)
+        .where(Consultation.id == cid)
+        .values(close_due_at=utcnow() - timedelta(minutes=1))
+    )
+    await session.commit()
+    assert await service.sweep_overdue() == [cid]
+    await session.commit()
+    assert await service.sweep_overdue() == []  # marked once
+    read = (await client.get(f"/api/v1/consultations/{cid}", headers=world.alice.headers)).json()
+    assert read["overdue_at"] is not None and read["status"] == "accepted"  # nothing closed on its own
+    lines = (await client.get(f"/api/v1/consultations/{cid}/messages", headers=world.alice.headers)).json()
+    assert lines[-1]["body"] == "the consultation is past its close promise"
+    assert await _codes(client, world.dr_dia.headers, cid) == ["consultation_overdue"]
+    # A completed consultation is never overdue.
+    await client.post(
+        f"/api/v1/consultations/{cid}/messages", headers=world.dr_dia.headers, json={"body": "血糖控制尚可"}
+    )
+    await client.post(
+        f"/api/v1/consultations/{cid}/diagnosis",
+        headers=world.dr_dia.headers,
+        json={"code": "E11.9", "text": "2型糖尿病"},
+    )
+    completed = await client.post(
+        f"/api/v1/consultations/{cid}/complete",
+        headers=world.dr_dia.headers,
+        json={"summary": "继续二甲双胍"},
+    )
+    assert completed.status_code == 200, completed.text
+    patched = await client.patch(
+        f"/api/v1/centres/{world.diabetes.id}", headers=world.admin.headers, json={"close_within_hours": 48}
+    )
+    assert patched.status_code == 200 and patched.json()["close_within_hours"] == 48

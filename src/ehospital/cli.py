@@ -40,6 +40,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers,
             log_level=args.log_level,
             access_log=args.access_log,
+            # Open sockets (live chat) get 10 s to close before the process exits.
+            timeout_graceful_shutdown=10,
         )
     else:
         from ehospital.main import create_app
@@ -50,6 +52,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             log_level=args.log_level,
             access_log=args.access_log,
+            # Open sockets (live chat) get 10 s to close before the process exits.
+            timeout_graceful_shutdown=10,
         )
     return 0
 

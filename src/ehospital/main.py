@@ -365,4 +365,6 @@ async def _expire(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
         await ConsultationService(session, runtime.settings, runtime.files).sweep_late()
     async with session_scope(runtime.sessionmaker) as session:
+        await ConsultationService(session, runtime.settings, runtime.files).sweep_overdue()
+    async with session_scope(runtime.sessionmaker) as session:
         await PrescriptionService(session, runtime.keys).expire_due()

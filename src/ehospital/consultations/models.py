@@ -71,6 +71,9 @@ class Consultation(IdMixin, CreatedMixin, Base):
     first_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     late_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The close promise: an accepted consultation should end by then; the sweep marks it overdue.
+    close_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The fee refunded in full: cancelled before any answer, or expired with no doctor.
     refund_cents: Mapped[int | None] = mapped_column(Integer)
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -278,6 +278,30 @@ class ConsultationRepository:
             ),
         )
 
+    async def set_close_due(self, consultation_id: int, due: datetime) -> None:
+        await self.session.execute(
+            update(Consultation)
+            .where(Consultation.id == consultation_id)
+            .values(close_due_at=due, overdue_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def due_overdue(self, now: datetime) -> Sequence[Consultation]:
+        """Accepted or running consultations past their close promise, not yet marked."""
+        return (
+            await self.session.scalars(
+                select(Consultation)
+                .where(
+                    Consultation.status.in_(list(CHATTING_STATUSES)),
+                    Consultation.overdue_at.is_(None),
+                    Consultation.close_due_at <= now,
+                )
+                .order_by(Consultation.id)
+                .limit(500)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+
     async def due_late(self, now: datetime) -> Sequence[Consultation]:
         """Open consultations whose first-answer deadline passed without an answer, not yet marked."""
         return (

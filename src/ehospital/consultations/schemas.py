@@ -73,6 +73,8 @@ class ConsultationRead(Output):
     first_response_due_at: datetime | None = None
     first_response_at: datetime | None = None
     late_at: datetime | None = Field(default=None, description="when the first answer was found late")
+    close_due_at: datetime | None = None
+    overdue_at: datetime | None = Field(default=None, description="when it was found past its close promise")
     refund_cents: int | None = None
     refunded_at: datetime | None = None
     refund_reason: str | None = None

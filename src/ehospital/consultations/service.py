@@ -283,6 +283,7 @@ class ConsultationService:
         now = utcnow()
         if not await self.repo.claim(consultation.id, doctor.id, now):
             raise Conflict("another doctor accepted this consultation", code="already_accepted")
+        await self._promise_close(consultation.id, consultation.centre_id, now)
         await self.session.refresh(consultation)
         await self._event(consultation, f"accepted by {doctor.name}")
         self._audit(actor, "accept", consultation)
@@ -302,10 +303,49 @@ class ConsultationService:
         due = now + timedelta(minutes=centre.first_response_minutes if centre else 10)
         if not await self.repo.take_over(consultation.id, doctor.id, now, due):
             raise Conflict("another doctor took this consultation", code="already_accepted")
+        await self._promise_close(consultation.id, consultation.centre_id, now)
         await self.session.refresh(consultation)
         await self._event(consultation, f"taken over by {doctor.name}")
         self._audit(actor, "accept", consultation)
         return consultation
+
+    async def _promise_close(self, consultation_id: int, centre_id: int, now: datetime) -> None:
+        centre = await self.directory.centre(centre_id)
+        await self.repo.set_close_due(
+            consultation_id, now + timedelta(hours=centre.close_within_hours if centre else 24)
+        )
+
+    async def sweep_overdue(self, now: datetime | None = None) -> list[int]:
+        """Mark accepted consultations past the centre's close promise (stored deadline): a line
+        in the chat and an in-app reminder to the doctor to finish (diagnosis and summary) or
+        refer. Nothing is closed automatically: ending a consultation is the doctor's decision."""
+        now = now or utcnow()
+        marked = []
+        for consultation in await self.repo.due_overdue(now):
+            consultation.overdue_at = now
+            await self._event(consultation, "the consultation is past its close promise")
+            doctor = await self.directory.doctor(consultation.doctor_id) if consultation.doctor_id else None
+            if doctor is not None:
+                account = await self.session.get(Account, doctor.account_id)
+                zh = account is None or account.locale.startswith("zh")
+                queue_notification(
+                    self.session,
+                    account_id=doctor.account_id,
+                    patient_id=None,
+                    kind="reminder",
+                    code="consultation_overdue",
+                    subject_id=consultation.id,
+                    title="问诊已超过结束时限" if zh else "A consultation is past its close promise",
+                    body=(
+                        f"问诊 #{consultation.id} 已超过本中心承诺的结束时间，请尽快完成诊断与小结或转诊。"
+                        if zh
+                        else f"Consultation #{consultation.id} is past the centre's close promise: please "
+                        "complete it (diagnosis and summary) or refer the patient."
+                    ),
+                    now=now,
+                )
+            marked.append(consultation.id)
+        return marked
 
     async def sweep_late(self, now: datetime | None = None) -> list[int]:
         """Mark consultations whose first answer is past the centre's promise (run periodically;
@@ -811,6 +851,8 @@ def _to_read(
         first_response_due_at=c.first_response_due_at,
         first_response_at=c.first_response_at,
         late_at=c.late_at,
+        close_due_at=c.close_due_at,
+        overdue_at=c.overdue_at,
         refund_cents=c.refund_cents,
         refunded_at=c.refunded_at,
         refund_reason=c.refund_reason,

@@ -54,6 +54,8 @@ class Centre(IdMixin, CreatedMixin, Base):
     # request; past it the consultation is offered to other doctors and may be cancelled for a
     # full refund.
     first_response_minutes: Mapped[int] = mapped_column(Integer, default=10, server_default=text("10"))
+    # ... and closes an accepted consultation within this many hours (reminded, then marked overdue).
+    close_within_hours: Mapped[int] = mapped_column(Integer, default=24, server_default=text("24"))
 
 
 class Clinic(IdMixin, CreatedMixin, Base):

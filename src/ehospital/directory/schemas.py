@@ -60,6 +60,12 @@ class CentreCreate(Input):
     first_response_minutes: int = Field(
         default=10, ge=1, le=1440, description="the promise: a doctor's first answer within this many minutes"
     )
+    close_within_hours: int = Field(
+        default=24,
+        ge=1,
+        le=720,
+        description="the promise: an accepted consultation ends within this many hours",
+    )
 
 
 class CentreUpdate(Input):
@@ -69,6 +75,7 @@ class CentreUpdate(Input):
     description_zh: str | None = Field(default=None, max_length=2000)
     is_active: bool | None = None
     first_response_minutes: int | None = Field(default=None, ge=1, le=1440)
+    close_within_hours: int | None = Field(default=None, ge=1, le=720)
 
 
 class CentreRead(Output):
@@ -81,6 +88,7 @@ class CentreRead(Output):
     description_zh: str
     is_active: bool
     first_response_minutes: int = 10
+    close_within_hours: int = 24
     clinics: list[ClinicRead] = Field(default_factory=list)
 
 

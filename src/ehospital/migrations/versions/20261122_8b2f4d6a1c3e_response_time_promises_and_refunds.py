@@ -23,12 +23,17 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("first_response_minutes", sa.Integer(), server_default=sa.text("10"), nullable=False)
         )
+        batch.add_column(
+            sa.Column("close_within_hours", sa.Integer(), server_default=sa.text("24"), nullable=False)
+        )
     with op.batch_alter_table("consultations") as batch:
         batch.add_column(
             sa.Column("first_response_due_at", ehospital.kit.models.UTCDateTime(), nullable=True)
         )
         batch.add_column(sa.Column("first_response_at", ehospital.kit.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("late_at", ehospital.kit.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("close_due_at", ehospital.kit.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("overdue_at", ehospital.kit.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("refund_cents", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("refunded_at", ehospital.kit.models.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("refund_reason", sa.String(length=32), nullable=True))
@@ -40,10 +45,13 @@ def downgrade() -> None:
             "refund_reason",
             "refunded_at",
             "refund_cents",
+            "overdue_at",
+            "close_due_at",
             "late_at",
             "first_response_at",
             "first_response_due_at",
         ):
             batch.drop_column(name)
     with op.batch_alter_table("centres") as batch:
+        batch.drop_column("close_within_hours")
         batch.drop_column("first_response_minutes")

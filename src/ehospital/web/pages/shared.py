@@ -42,6 +42,7 @@ _EVENTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^completed$"), "event.completed"),
     (re.compile(r"^video call started$"), "event.call_started"),
     (re.compile(r"^the first answer is late$"), "event.late"),
+    (re.compile(r"^the consultation is past its close promise$"), "event.overdue"),
     (re.compile(r"^prescription (?P<id>\d+) approved$"), "event.rx_approved"),
     (re.compile(r"^prescription (?P<id>\d+) rejected$"), "event.rx_rejected"),
     (re.compile(r"^taken over by (?P<name>.+)$"), "event.taken_over"),
