@@ -392,6 +392,21 @@ async def test_admin_verifies_doctors_and_manages_centres(client: httpx.AsyncCli
     assert off.status_code == 303
     centres = await client.get("/admin/centres")
     assert "睡眠中心" in centres.text
+    # The centre's response-time promises.
+    assert f'data-promises="{world.diabetes.id}"' in centres.text and "首次回复时限" in centres.text
+    promises = f"/admin/centres/{world.diabetes.id}/promises"
+    saved = await client.post(
+        promises, data={"csrf": csrf, "first_response_minutes": "15", "close_within_hours": "48"}
+    )
+    assert saved.status_code == 303
+    read = (await client.get(f"/api/v1/centres/{world.diabetes.id}")).json()
+    assert (read["first_response_minutes"], read["close_within_hours"]) == (15, 48)
+    refused = await client.post(
+        promises, data={"csrf": csrf, "first_response_minutes": "0", "close_within_hours": "48"}
+    )
+    assert refused.status_code == 422 and 'aria-invalid="true"' in refused.text
+    read = (await client.get(f"/api/v1/centres/{world.diabetes.id}")).json()
+    assert read["first_response_minutes"] == 15
 
 
 async def test_web_routes_are_not_in_the_openapi_schema(client: httpx.AsyncClient) -> None:

@@ -146,3 +146,21 @@ async def switch_clinic(clinic_id: Id, web: AdminWeb, form: PostedForm) -> Respo
         lambda active: service.update_clinic(web.me, clinic_id, ClinicUpdate(is_active=active)),
         "clinic_switched",
     )
+
+
+PROMISE_FIELDS = ("first_response_minutes", "close_within_hours")
+
+
+@router.post("/admin/centres/{centre_id}/promises")
+async def set_promises(centre_id: Id, web: AdminWeb, form: PostedForm) -> Response:
+    """The centre's response-time promises: first answer (minutes) and closing (hours)."""
+    name = f"promises-{centre_id}"
+    values = values_of(form, *PROMISE_FIELDS)
+    try:
+        data = CentreUpdate.model_validate(values)
+    except ValidationError as exc:
+        return await _centres_page(web, invalid(web.t, name, exc, values), 422)
+    service = DirectoryService(web.session)
+    return await _change(
+        web, name, values, lambda: service.update_centre(web.me, centre_id, data), "centre_switched"
+    )
