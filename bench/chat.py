@@ -35,16 +35,26 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from consultations import PG_ADMIN, Api, cpu_seconds, database_cpu_seconds, png, setup
+from consultations import (
+    EHOSPITAL,
+    PG_ADMIN,
+    Api,
+    _process_cpu,
+    cpu_seconds,
+    database_cpu_seconds,
+    free_port,
+    png,
+    setup,
+)
 from websockets.asyncio.client import ClientConnection, connect
 
-EHOSPITAL = str(Path(sys.executable).parent / "ehospital")
 REDIS = os.environ.get("EHOSPITAL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -56,13 +66,14 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def wait_healthy(base: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(base + "/healthz", timeout=2) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{base} did not become healthy in {seconds} s")
 
 
 @contextlib.contextmanager
@@ -91,16 +102,7 @@ def cluster(processes: int) -> Iterator[tuple[list[str], list[int], str]]:
             )
             bases.append(f"http://127.0.0.1:{port}")
         for b in bases:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    import urllib.request
-
-                    with urllib.request.urlopen(b + "/healthz", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.2)
+            wait_healthy(b)
         yield bases, [p.pid for p in procs], db_name
     finally:
         for p in procs:
@@ -119,8 +121,6 @@ def cluster(processes: int) -> Iterator[tuple[list[str], list[int], str]]:
 
 def redis_cpu_seconds() -> float:
     """CPU time so far of the local redis-server (0 when it is not a local process)."""
-    from consultations import _process_cpu
-
     total = 0.0
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():

@@ -27,6 +27,16 @@ async def rest(base: str, token: str, method: str, path: str, **kwargs: Any) -> 
         return await client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
 
 
+async def history(base: str, token: str, consultation_id: int) -> list[dict[str, Any]]:
+    """Every stored message of a consultation (up to 500), over REST."""
+    response = await rest(
+        base, token, "GET", f"/api/v1/consultations/{consultation_id}/messages", params={"limit": 500}
+    )
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found
+
+
 def ws_url(base: str, consultation_id: int) -> str:
     return base.replace("http://", "ws://") + f"/api/v1/consultations/{consultation_id}/live"
 

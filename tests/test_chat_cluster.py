@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.chat_client import ChatClient, rest, token_of
+from tests.chat_client import ChatClient, history, rest, token_of
 from tests.conftest import drop_database, make_database
 from tests.live import IN_CI, Cluster, live_cluster
 from tests.test_chat_live import open_consultation
@@ -129,16 +129,12 @@ async def test_killing_a_process_mid_conversation_loses_nothing(
     await patient.connect(b)
     await patient.wait_for(lambda: not patient.unacked, 20)
     await doctor.wait_for(lambda: all(f"kill-d-{i}" in doctor.acks for i in range(30)), 20)
-    history = (
-        await rest(
-            b, world["doctor"], "GET", f"/api/v1/consultations/{world['cid']}/messages", params={"limit": 500}
-        )
-    ).json()
-    last = history[-1]["seq"]
+    stored = await history(b, world["doctor"], world["cid"])
+    last = stored[-1]["seq"]
     await patient.wait_for(lambda: patient.last_seq == last, 20)
     await doctor.wait_for(lambda: doctor.last_seq == last, 20)
     try:
-        bodies = [m["body"] for m in history]
+        bodies = [m["body"] for m in stored]
         for i in range(30):
             assert bodies.count(f"患者 {i}") == 1, f"患者 {i} stored {bodies.count(f'患者 {i}')} times"
             assert bodies.count(f"医生 {i}") == 1
@@ -146,13 +142,11 @@ async def test_killing_a_process_mid_conversation_loses_nothing(
         assert [b for b in bodies if b.startswith("患者 ")][-30:] == [f"患者 {i}" for i in range(30)]
         assert [b for b in bodies if b.startswith("医生 ")][-30:] == [f"医生 {i}" for i in range(30)]
         # Both clients hold the whole history exactly once, in order (ChatClient asserts the order).
-        assert [m["seq"] for m in history] == list(range(history[0]["seq"], last + 1))
-        assert [m["id"] for m in patient.messages if m["seq"] >= history[0]["seq"]] == [
-            m["id"] for m in history
+        assert [m["seq"] for m in stored] == list(range(stored[0]["seq"], last + 1))
+        assert [m["id"] for m in patient.messages if m["seq"] >= stored[0]["seq"]] == [
+            m["id"] for m in stored
         ]
-        assert [m["id"] for m in doctor.messages if m["seq"] >= history[0]["seq"]] == [
-            m["id"] for m in history
-        ]
+        assert [m["id"] for m in doctor.messages if m["seq"] >= stored[0]["seq"]] == [m["id"] for m in stored]
     finally:
         await patient.close()
         await doctor.close()

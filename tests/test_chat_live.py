@@ -16,7 +16,7 @@ from PIL import Image
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.chat_client import ChatClient, rest, token_of, ws_url
+from tests.chat_client import ChatClient, history, rest, token_of, ws_url
 from tests.live import live_server
 
 
@@ -152,16 +152,8 @@ async def test_a_message_sent_again_with_its_client_id_is_not_stored_twice(
         assert patient.acks["same-id"] == first
         await asyncio.sleep(0.3)
         assert doctor.bodies().count("只应出现一次") == 1
-        history = (
-            await rest(
-                server,
-                world["doctor"],
-                "GET",
-                f"/api/v1/consultations/{world['cid']}/messages",
-                params={"limit": 500},
-            )
-        ).json()
-        assert [m["body"] for m in history].count("只应出现一次") == 1
+        stored = await history(server, world["doctor"], world["cid"])
+        assert [m["body"] for m in stored].count("只应出现一次") == 1
         # The REST path honours the same id.
         again = await rest(
             server,
@@ -304,16 +296,8 @@ async def test_a_revoked_token_ends_the_socket_at_its_next_frame(server: str, wo
     await patient.raw({"type": "send", "client_id": "after-logout", "body": "不应保存"})
     await patient.wait_for(lambda: any(e.get("code") == "invalid_token" for e in patient.events))
     await patient.close()
-    history = (
-        await rest(
-            server,
-            world["doctor"],
-            "GET",
-            f"/api/v1/consultations/{world['cid']}/messages",
-            params={"limit": 500},
-        )
-    ).json()
-    assert "不应保存" not in [m["body"] for m in history]
+    stored = await history(server, world["doctor"], world["cid"])
+    assert "不应保存" not in [m["body"] for m in stored]
 
 
 async def test_video_call_signalling_and_record(server: str, world: dict[str, Any]) -> None:

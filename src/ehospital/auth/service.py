@@ -26,6 +26,8 @@ from ehospital.kit.txn import after_commit
 
 BEARER_PREFIX = "ehb_"
 SESSION_PREFIX = "ehs_"
+# The cookie that carries a web session token (pages, and the live-chat socket they open).
+SESSION_COOKIE = "ehospital_session"
 
 
 @dataclass(frozen=True)

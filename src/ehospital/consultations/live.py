@@ -33,7 +33,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ehospital.auth.service import AuthService, principals, token_hash
+from ehospital.auth.service import SESSION_COOKIE, AuthService, principals, token_hash
 from ehospital.consultations.models import Message
 from ehospital.consultations.repository import ConsultationRepository
 from ehospital.consultations.schemas import CallEndIn, CallRead, MessageCreate, ReadIn
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["consultations"])
 
-SESSION_COOKIE = "ehospital_session"  # the web pages' cookie (web/common.py)
 HELLO_SECONDS = 10.0
 QUEUE_LIMIT = 2000  # events waiting for a slow socket before it is told to reconnect
 BACKLOG_PAGE = 500
@@ -97,6 +96,13 @@ class _Connection:
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.socket.send_text(orjson.dumps(frame).decode())
+
+    async def error(self, code: str, message: str, **extra: Any) -> None:
+        """An error frame for a bad or refused frame; the socket stays open."""
+        await self.send({"type": "error", "code": code, "message": message, **extra})
+
+    async def refused(self, exc: DomainError, **extra: Any) -> None:
+        await self.error(exc.code, exc.message, status=exc.status_code, **extra)
 
     async def reauthenticate(self) -> None:
         """The token again: from this process's principal cache when it is fresh (no database),
@@ -331,10 +337,10 @@ async def _read(conn: _Connection) -> None:
         try:
             frame = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            await conn.send({"type": "error", "code": "invalid_frame", "message": "not JSON"})
+            await conn.error("invalid_frame", "not JSON")
             continue
         if not isinstance(frame, dict):
-            await conn.send({"type": "error", "code": "invalid_frame", "message": "a frame is a JSON object"})
+            await conn.error("invalid_frame", "a frame is a JSON object")
             continue
         kind = frame.get("type")
         if kind == "ping":
@@ -360,20 +366,11 @@ async def _read(conn: _Connection) -> None:
         elif kind == "read":
             await _on_read(conn, frame)
         elif kind == "call_start":
-            try:
-                await _in_transaction(
-                    conn, lambda service: service.start_call(conn.actor, conn.consultation_id)
-                )
-            except DomainError as exc:
-                await conn.send(
-                    {"type": "error", "code": exc.code, "status": exc.status_code, "message": exc.message}
-                )
+            await _attempt(conn, lambda service: service.start_call(conn.actor, conn.consultation_id))
         elif kind in ("signal", "call_connected", "hangup"):
             await _on_call(conn, kind, frame)
         else:
-            await conn.send(
-                {"type": "error", "code": "unknown_type", "message": f"unknown frame type {kind!r}"}
-            )
+            await conn.error("unknown_type", f"unknown frame type {kind!r}")
 
 
 class _Repeated(Exception):
@@ -409,15 +406,21 @@ async def _in_transaction(conn: _Connection, work: Any) -> Any:
         raise _Unavailable("the service is busy; send it again") from exc
 
 
+async def _attempt(conn: _Connection, work: Any) -> None:
+    """Run `work(service)` in a transaction; a refusal is answered with its error frame."""
+    try:
+        await _in_transaction(conn, work)
+    except DomainError as exc:
+        await conn.refused(exc)
+
+
 async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
     client_id = frame.get("client_id")
     try:
         data = MessageCreate.model_validate({k: v for k, v in frame.items() if k != "type"})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        await conn.send(
-            {"type": "error", "code": "invalid_message", "client_id": client_id, "message": problems}
-        )
+        await conn.error("invalid_message", problems, client_id=client_id)
         return
     try:
         try:  # most messages are new: store without looking the client_id up first
@@ -434,15 +437,7 @@ async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
     except (DomainError, _Repeated) as exc:
         if isinstance(exc, _Repeated):  # pragma: no cover - a repeat found by the index and then gone
             exc = _Unavailable("send it again")
-        await conn.send(
-            {
-                "type": "error",
-                "code": exc.code,
-                "status": exc.status_code,
-                "client_id": client_id,
-                "message": exc.message,
-            }
-        )
+        await conn.refused(exc, client_id=client_id)
         return
     # Committed: now, and only now, the sender hears that it is stored.
     await conn.send(
@@ -460,18 +455,9 @@ async def _on_read(conn: _Connection, frame: dict[str, Any]) -> None:
     try:
         data = ReadIn.model_validate({"seq": frame.get("seq")})
     except ValidationError:
-        await conn.send(
-            {"type": "error", "code": "invalid_read", "message": "seq must be a whole number ≥ 0"}
-        )
+        await conn.error("invalid_read", "seq must be a whole number ≥ 0")
         return
-    try:
-        await _in_transaction(
-            conn, lambda service: service.mark_read(conn.actor, conn.consultation_id, data.seq)
-        )
-    except DomainError as exc:
-        await conn.send(
-            {"type": "error", "code": exc.code, "status": exc.status_code, "message": exc.message}
-        )
+    await _attempt(conn, lambda service: service.mark_read(conn.actor, conn.consultation_id, data.seq))
 
 
 SIGNAL_LIMIT = 64 * 1024  # an SDP offer with many candidates is a few kB
@@ -482,41 +468,31 @@ async def _on_call(conn: _Connection, kind: str, frame: dict[str, Any]) -> None:
     call's connection and end, recorded in the consultation."""
     call_id = frame.get("call_id")
     if not isinstance(call_id, int) or isinstance(call_id, bool) or call_id <= 0:
-        await conn.send({"type": "error", "code": "invalid_call", "message": "call_id must be a call's id"})
+        await conn.error("invalid_call", "call_id must be a call's id")
         return
-    try:
-        if kind == "call_connected":
-            await _in_transaction(
-                conn, lambda service: service.call_connected(conn.actor, conn.consultation_id, call_id)
-            )
+    if kind == "call_connected":
+        await _attempt(
+            conn, lambda service: service.call_connected(conn.actor, conn.consultation_id, call_id)
+        )
+        return
+    if kind == "hangup":
+        try:
+            reason = CallEndIn.model_validate({"reason": frame.get("reason", "hangup")}).reason
+        except ValidationError:
+            await conn.error("invalid_call", "unknown hang-up reason")
             return
-        if kind == "hangup":
-            try:
-                reason = CallEndIn.model_validate({"reason": frame.get("reason", "hangup")}).reason
-            except ValidationError:
-                await conn.send(
-                    {"type": "error", "code": "invalid_call", "message": "unknown hang-up reason"}
-                )
-                return
-            await _in_transaction(
-                conn, lambda service: service.end_call(conn.actor, conn.consultation_id, call_id, reason)
-            )
-            return
-    except DomainError as exc:
-        await conn.send(
-            {"type": "error", "code": exc.code, "status": exc.status_code, "message": exc.message}
+        await _attempt(
+            conn, lambda service: service.end_call(conn.actor, conn.consultation_id, call_id, reason)
         )
         return
     data = frame.get("data")
     if not isinstance(data, dict) or len(orjson.dumps(data)) > SIGNAL_LIMIT:
-        await conn.send(
-            {"type": "error", "code": "invalid_signal", "message": "data must be an object under 64 kB"}
-        )
+        await conn.error("invalid_signal", "data must be an object under 64 kB")
         return
     async with conn.runtime.sessionmaker() as session:
         call = await ConsultationRepository(session).call(conn.consultation_id, call_id)
     if call is None or call.ended_at is not None:
-        await conn.send({"type": "error", "code": "call_ended", "message": "no such call going on"})
+        await conn.error("call_ended", "no such call going on")
         return
     await conn.hub.publish(
         conn.consultation_id,

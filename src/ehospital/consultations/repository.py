@@ -105,6 +105,17 @@ def _post_text_statement(by_doctor: bool, statuses: frozenset[Status]) -> Execut
     )
 
 
+def _offered_late() -> ColumnElement[bool]:
+    """Addressed to or accepted by a doctor who has not answered in time: on offer to the
+    centre's other doctors."""
+    return and_(
+        Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
+        Consultation.late_at.is_not(None),
+        Consultation.first_response_at.is_(None),
+        Consultation.doctor_id.is_not(None),
+    )
+
+
 _AUDIT_FILLED_LATER = frozenset({"id", "seq", "prev_hash", "hash", "resource_id", "patient_id"})
 
 
@@ -200,11 +211,8 @@ class ConsultationRepository:
                             Consultation.expires_at > now,
                         ),
                         and_(
-                            Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
+                            _offered_late(),
                             Consultation.expires_at > now,
-                            Consultation.late_at.is_not(None),
-                            Consultation.first_response_at.is_(None),
-                            Consultation.doctor_id.is_not(None),
                             Consultation.doctor_id != (doctor_id or 0),
                         ),
                     ),
@@ -227,6 +235,17 @@ class ConsultationRepository:
             .limit(1),
         )
 
+    async def active_counts(self, doctor_ids: Sequence[int]) -> dict[int, int]:
+        """Open (accepted or running) consultations per doctor, for several doctors at once."""
+        if not doctor_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Consultation.doctor_id, func.count())
+            .where(Consultation.doctor_id.in_(doctor_ids), Consultation.status.in_(list(CHATTING_STATUSES)))
+            .group_by(Consultation.doctor_id)
+        )
+        return {int(d): int(n) for d, n in rows.tuples() if d is not None}
+
     async def active_count(self, doctor_id: int) -> int:
         return int(
             await self.session.scalar(
@@ -247,11 +266,8 @@ class ConsultationRepository:
             update(Consultation)
             .where(
                 Consultation.id == consultation_id,
-                Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
+                _offered_late(),
                 Consultation.expires_at > now,
-                Consultation.late_at.is_not(None),
-                Consultation.first_response_at.is_(None),
-                Consultation.doctor_id.is_not(None),
                 Consultation.doctor_id != doctor_id,
             )
             .values(
@@ -271,10 +287,7 @@ class ConsultationRepository:
             select(Consultation).where(
                 Consultation.id == consultation_id,
                 Consultation.centre_id == centre_id,
-                Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
-                Consultation.late_at.is_not(None),
-                Consultation.first_response_at.is_(None),
-                Consultation.doctor_id.is_not(None),
+                _offered_late(),
             ),
         )
 

@@ -62,6 +62,32 @@ MAX_EVIDENCE = 9
 
 HOSPITAL_ZONE = ZoneInfo("Asia/Shanghai")  # rosters are in the hospital's local time
 
+# What the promises tell doctors (in-app): code → language → (title, body with {id}, {minutes}).
+DOCTOR_NOTES: dict[str, dict[str, tuple[str, str]]] = {
+    "consultation_waiting": {
+        "zh": ("新的问诊待接", "问诊 #{id} 等待接诊，本中心承诺 {minutes} 分钟内首次回复。"),
+        "en": (
+            "A new consultation is waiting",
+            "Consultation #{id} is waiting; the centre promises a first answer within {minutes} minutes.",
+        ),
+    },
+    "consultation_late": {
+        "zh": ("超时待接问诊", "问诊 #{id} 的首次回复已超时，可接手。"),
+        "en": (
+            "A late consultation is waiting",
+            "Consultation #{id} has had no answer in time; you may take it over.",
+        ),
+    },
+    "consultation_overdue": {
+        "zh": ("问诊已超过结束时限", "问诊 #{id} 已超过本中心承诺的结束时间，请尽快完成诊断与小结或转诊。"),
+        "en": (
+            "A consultation is past its close promise",
+            "Consultation #{id} is past the centre's close promise: please complete it (diagnosis and "
+            "summary) or refer the patient.",
+        ),
+    },
+}
+
 
 def _not_found() -> NotFound:
     return NotFound("no such consultation", code="consultation_not_found")
@@ -326,24 +352,7 @@ class ConsultationService:
             await self._event(consultation, "the consultation is past its close promise")
             doctor = await self.directory.doctor(consultation.doctor_id) if consultation.doctor_id else None
             if doctor is not None:
-                account = await self.session.get(Account, doctor.account_id)
-                zh = account is None or account.locale.startswith("zh")
-                queue_notification(
-                    self.session,
-                    account_id=doctor.account_id,
-                    patient_id=None,
-                    kind="reminder",
-                    code="consultation_overdue",
-                    subject_id=consultation.id,
-                    title="问诊已超过结束时限" if zh else "A consultation is past its close promise",
-                    body=(
-                        f"问诊 #{consultation.id} 已超过本中心承诺的结束时间，请尽快完成诊断与小结或转诊。"
-                        if zh
-                        else f"Consultation #{consultation.id} is past the centre's close promise: please "
-                        "complete it (diagnosis and summary) or refer the patient."
-                    ),
-                    now=now,
-                )
+                await self._tell_doctor(doctor, "consultation_overdue", consultation.id, now)
             marked.append(consultation.id)
         return marked
 
@@ -372,7 +381,7 @@ class ConsultationService:
         position = None
         if status is Status.REQUESTED:
             position = await self.repo.waiting_ahead(consultation) + 1
-        on_duty = await self._doctors_free_on_duty(consultation, now)
+        on_duty = len(await self._free_on_duty(consultation, now))
         estimate = None
         if status is Status.REQUESTED and on_duty:
             recent = await self.repo.recent_accept_minutes(consultation.centre_id, now - timedelta(days=7))
@@ -380,7 +389,7 @@ class ConsultationService:
             typical = (
                 statistics.median(recent) if recent else (centre.first_response_minutes if centre else 10) / 2
             )
-            estimate = max(1, math.ceil(math.ceil(position or 1) / on_duty * typical))
+            estimate = max(1, math.ceil((position or 1) / on_duty * typical))
         return WaitRead(
             status=status,
             position=position,
@@ -390,9 +399,6 @@ class ConsultationService:
             late=consultation.late_at is not None and not answered,
             can_cancel_for_refund=actor.is_patient and status in (Status.REQUESTED, Status.ACCEPTED),
         )
-
-    async def _doctors_free_on_duty(self, consultation: Consultation, now: datetime) -> int:
-        return len(await self._free_on_duty(consultation, now))
 
     async def _free_on_duty(
         self, consultation: Consultation, now: datetime, *, anyone_but_named: bool = False
@@ -413,49 +419,40 @@ class ConsultationService:
             for slot in slots
             if slot.weekday == local.weekday() and slot.starts <= local.time() < slot.ends
         }
-        free = []
-        for doctor in doctors:
-            if doctor.id in on_roster and await self.repo.active_count(doctor.id) < doctor.max_concurrent:
-                free.append(doctor)
-        return free
+        rostered = [d for d in doctors if d.id in on_roster]
+        active = await self.repo.active_counts([d.id for d in rostered])
+        return [d for d in rostered if active.get(d.id, 0) < d.max_concurrent]
 
     async def _offer(self, consultation: Consultation, now: datetime, *, late: bool) -> int:
-        """Tell the doctors on duty with room for one more that a consultation waits (in-app, in
-        each one's language): a new request of the centre queue (or to the doctor named), or a
-        late one, offered to the centre's other doctors. Returns how many were told."""
+        """Tell the doctors on duty with room for one more that a consultation waits: a new
+        request of the centre queue (or to the doctor named), or a late one, offered to the
+        centre's other doctors. Returns how many were told."""
         doctors = await self._free_on_duty(consultation, now, anyone_but_named=late)
         centre = await self.directory.centre(consultation.centre_id)
         minutes = centre.first_response_minutes if centre else 10
+        code = "consultation_late" if late else "consultation_waiting"
         for doctor in doctors:
-            account = await self.session.get(Account, doctor.account_id)
-            zh = account is None or account.locale.startswith("zh")
-            if late:
-                title = "超时待接问诊" if zh else "A late consultation is waiting"
-                body = (
-                    f"问诊 #{consultation.id} 的首次回复已超时，可接手。"
-                    if zh
-                    else f"Consultation #{consultation.id} has had no answer in time; you may take it over."
-                )
-            else:
-                title = "新的问诊待接" if zh else "A new consultation is waiting"
-                body = (
-                    f"问诊 #{consultation.id} 等待接诊，本中心承诺 {minutes} 分钟内首次回复。"
-                    if zh
-                    else f"Consultation #{consultation.id} is waiting; the centre promises a first answer "
-                    f"within {minutes} minutes."
-                )
-            queue_notification(
-                self.session,
-                account_id=doctor.account_id,
-                patient_id=None,
-                kind="reminder",
-                code="consultation_late" if late else "consultation_waiting",
-                subject_id=consultation.id,
-                title=title,
-                body=body,
-                now=now,
-            )
+            await self._tell_doctor(doctor, code, consultation.id, now, minutes=minutes)
         return len(doctors)
+
+    async def _tell_doctor(
+        self, doctor: Doctor, code: str, consultation_id: int, now: datetime, **fields: object
+    ) -> None:
+        """An in-app notification to a doctor, in the language of their account."""
+        account = await self.session.get(Account, doctor.account_id)
+        lang = "zh" if account is None or account.locale.startswith("zh") else "en"
+        title, body = DOCTOR_NOTES[code][lang]
+        queue_notification(
+            self.session,
+            account_id=doctor.account_id,
+            patient_id=None,
+            kind="reminder",
+            code=code,
+            subject_id=consultation_id,
+            title=title,
+            body=body.format(id=consultation_id, **fields),
+            now=now,
+        )
 
     async def diagnose(self, actor: Actor, consultation_id: int, data: DiagnosisIn) -> Consultation:
         """Record the doctor's diagnosis (ICD-10) and, optionally, a summary."""
@@ -816,6 +813,16 @@ async def post_system_line(session: AsyncSession, consultation_id: int, body: st
     repo.add(message)
     publish_after_commit(session, consultation_id, lambda: message_event(message))
     return message
+
+
+# System lines that report something without changing the consultation's state (a page showing
+# it need not reload: a reload would end a video call).
+INFORMATIONAL_LINES = ("video call ",)
+
+
+def changes_state(message: Message) -> bool:
+    """Whether a chat line marks a change of the consultation's state."""
+    return message.kind == "event" and not message.body.startswith(INFORMATIONAL_LINES)
 
 
 def message_event(message: Message) -> dict[str, Any]:

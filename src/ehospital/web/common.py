@@ -19,13 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 from starlette.datastructures import FormData
 
 from ehospital.auth.models import Role
-from ehospital.auth.service import AuthService
+from ehospital.auth.service import SESSION_COOKIE, AuthService
 from ehospital.deps import Runtime, RuntimeDep, SessionDep, client_address, request_id
 from ehospital.kit.context import Actor
 from ehospital.kit.errors import Forbidden, Unauthenticated
 from ehospital.web.i18n import LANG_NAMES, LANGS, Translator, has, negotiate
 
-SESSION_COOKIE = "ehospital_session"
 LANG_COOKIE = "lang"
 # Before sign-in there is no session to bind the form token to: a random value in its own
 # cookie plays that part (double-submit), so a foreign site cannot sign a victim in.

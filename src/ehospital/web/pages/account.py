@@ -12,14 +12,13 @@ from pydantic import ValidationError
 from ehospital.auth.errors import LoginFailed, LoginThrottled
 from ehospital.auth.models import Role
 from ehospital.auth.schemas import PatientAccountCreate
-from ehospital.auth.service import AuthService, IssuedToken, register_patient_account
+from ehospital.auth.service import SESSION_COOKIE, AuthService, IssuedToken, register_patient_account
 from ehospital.deps import client_address
 from ehospital.kit.errors import DomainError
 from ehospital.web.common import (
     CSRF_FIELD,
     PRELOGIN_COOKIE,
     ROLE_HOME,
-    SESSION_COOKIE,
     PostedForm,
     SignedInWeb,
     Web,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ehospital.consultations.models import CHATTING_STATUSES, OPEN_STATUSES, Message, Status
 from ehospital.consultations.schemas import DiagnosisIn, MessageCreate, TerminateIn
-from ehospital.consultations.service import ConsultationService
+from ehospital.consultations.service import ConsultationService, changes_state
 from ehospital.directory.service import DirectoryService
 from ehospital.kit.errors import DomainError
 from ehospital.kit.images import read_limited
@@ -125,9 +125,7 @@ async def messages_json(
     found = await _service(web).messages(web.me, consultation_id, after_seq=after_seq, limit=MESSAGE_PAGE)
     body: dict[str, Any] = {
         "messages": [chat_line(web.t, message_view(web.t, web.me, m)) for m in found],
-        # A change of state reloads the page; the lines a video call adds are no change of state
-        # (a reload would end the call).
-        "changed": any(m.kind == "event" and not m.body.startswith("video call") for m in found),
+        "changed": any(changes_state(m) for m in found),
     }
     return web.finish(JSONResponse(body))
 
