@@ -42,6 +42,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             access_log=args.access_log,
             # Open sockets (live chat) get 10 s to close before the process exits.
             timeout_graceful_shutdown=10,
+            # Chat frames are a few hundred bytes: compressing each costs more than it saves.
+            ws_per_message_deflate=False,
         )
     else:
         from ehospital.main import create_app
@@ -54,6 +56,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             access_log=args.access_log,
             # Open sockets (live chat) get 10 s to close before the process exits.
             timeout_graceful_shutdown=10,
+            # Chat frames are a few hundred bytes: compressing each costs more than it saves.
+            ws_per_message_deflate=False,
         )
     return 0
 

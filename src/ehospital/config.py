@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # A consultation nobody accepts within this many hours expires.
     consultation_accept_hours: int = 24
     audit_seal_seconds: float = 1.0
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)  # connections per process (fixed)
     # EHRs trusted to call the CDS Hooks service with their signed JWTs (see vetting/cds_auth.py);
     # without it only ehospital doctors' and pharmacists' bearer tokens are accepted.
     cds_clients_file: Path | None = None

@@ -42,8 +42,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # No pre-ping: it costs a round trip per request; stale connections are recycled instead.
+    # A fixed pool: overflow connections are closed as soon as they are returned, so under a
+    # burst every extra transaction paid for a new backend (fork, TLS negotiation, auth) — the
+    # largest item of a live-chat profile. Waiting for a pooled connection is far cheaper.
     return create_async_engine(
-        url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_recycle=1800
+        url, pool_size=settings.db_pool_size, max_overflow=0, pool_timeout=30, pool_recycle=1800
     )
 
 

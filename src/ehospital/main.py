@@ -223,6 +223,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await close_adapters(notifiers)
+            batcher = getattr(app.state, "chat_batcher", None)
+            if batcher is not None:
+                await batcher.close()
             set_hub(None)
             await hub.close()
             with contextlib.suppress(Exception):

@@ -34,9 +34,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ehospital.auth.service import SESSION_COOKIE, AuthService, principals, token_hash
+from ehospital.consultations.batch import MessageBatcher
 from ehospital.consultations.models import Message
 from ehospital.consultations.repository import ConsultationRepository
-from ehospital.consultations.schemas import CallEndIn, CallRead, MessageCreate, ReadIn
+from ehospital.consultations.schemas import CallEndIn, CallRead, MessageCreate, MessageRead, ReadIn
 from ehospital.consultations.service import ConsultationService, message_event
 from ehospital.deps import Runtime
 from ehospital.kit.context import Actor
@@ -382,7 +383,7 @@ class _Unavailable(DomainError):
     code = "unavailable"
 
 
-async def _in_transaction(conn: _Connection, work: Any) -> Any:
+async def _in_transaction(runtime: Runtime, work: Any) -> Any:
     """Run `work(service)` in one committed transaction; a DomainError rolls it back.
 
     A database that is momentarily out of reach (no connection free in time, a dropped
@@ -390,8 +391,8 @@ async def _in_transaction(conn: _Connection, work: Any) -> Any:
     was stored, the socket stays open and the client may send it again (with its client_id).
     """
     try:
-        async with conn.runtime.sessionmaker() as session:
-            service = ConsultationService(session, conn.runtime.settings, conn.runtime.files)
+        async with runtime.sessionmaker() as session:
+            service = ConsultationService(session, runtime.settings, runtime.files)
             try:
                 result = await work(service)
             except DomainError:
@@ -409,9 +410,41 @@ async def _in_transaction(conn: _Connection, work: Any) -> Any:
 async def _attempt(conn: _Connection, work: Any) -> None:
     """Run `work(service)` in a transaction; a refusal is answered with its error frame."""
     try:
-        await _in_transaction(conn, work)
+        await _in_transaction(conn.runtime, work)
     except DomainError as exc:
         await conn.refused(exc)
+
+
+async def _post_one(
+    runtime: Runtime, actor: Actor, consultation_id: int, data: MessageCreate
+) -> tuple[dict[str, Any], bool]:
+    """One message in a transaction of its own: (the message as JSON, stored now); a repeated
+    client_id is answered with the stored message. Raises DomainError for a refusal."""
+    try:
+        try:  # most messages are new: store without looking the client_id up first
+            message, stored = await _in_transaction(
+                runtime,
+                lambda service: service.post_message_once(actor, consultation_id, data, look_first=False),
+            )
+        except _Repeated:
+            message, stored = await _in_transaction(
+                runtime, lambda service: service.post_message_once(actor, consultation_id, data)
+            )
+    except _Repeated as exc:  # pragma: no cover - a repeat found by the index and then gone
+        raise _Unavailable("send it again") from exc
+    return MessageRead.model_validate(message).model_dump(mode="json"), stored
+
+
+def batcher_of(app: Any, runtime: Runtime) -> MessageBatcher:
+    """The process's group-commit writer of chat messages (made on first use)."""
+    batcher: MessageBatcher | None = getattr(app.state, "chat_batcher", None)
+    if batcher is None:
+        batcher = app.state.chat_batcher = MessageBatcher(
+            runtime.sessionmaker,
+            lambda actor, cid, data: _post_one(runtime, actor, cid, data),
+            postgresql=runtime.engine.dialect.name == "postgresql",
+        )
+    return batcher
 
 
 async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
@@ -423,20 +456,10 @@ async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
         await conn.error("invalid_message", problems, client_id=client_id)
         return
     try:
-        try:  # most messages are new: store without looking the client_id up first
-            message, stored = await _in_transaction(
-                conn,
-                lambda service: service.post_message_once(
-                    conn.actor, conn.consultation_id, data, look_first=False
-                ),
-            )
-        except _Repeated:
-            message, stored = await _in_transaction(
-                conn, lambda service: service.post_message_once(conn.actor, conn.consultation_id, data)
-            )
-    except (DomainError, _Repeated) as exc:
-        if isinstance(exc, _Repeated):  # pragma: no cover - a repeat found by the index and then gone
-            exc = _Unavailable("send it again")
+        message, stored = await batcher_of(conn.socket.app, conn.runtime).post(
+            conn.actor, conn.consultation_id, data
+        )
+    except DomainError as exc:
         await conn.refused(exc, client_id=client_id)
         return
     # Committed: now, and only now, the sender hears that it is stored.
@@ -444,8 +467,8 @@ async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
         {
             "type": "ack",
             "client_id": data.client_id,
-            "seq": message.seq,
-            "id": message.id,
+            "seq": message["seq"],
+            "id": message["id"],
             "duplicate": not stored,
         }
     )

@@ -18,12 +18,21 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, bytes], None]
+Handler = Callable[[bytes], None]
 PRESENCE_TTL = 60.0  # seconds a presence mark lives without a refresh
 
 
 class Broker(ABC):
-    """Channels with local subscribers; `handler(channel, payload)` runs on the event loop."""
+    """One channel every process listens to, plus who is present where.
+
+    Every process receives every payload and keeps the events of the consultations it holds
+    sockets for (the hub filters by a prefix, without parsing the rest). One channel instead of
+    one per consultation means no subscribe round trip when a socket joins, and a batch of
+    events from one process travels as one payload, read once by each process; the price is
+    that each process sees the whole deployment's events, a few microseconds each for those it
+    drops. (Socket.IO's Redis adapter and Phoenix.PubSub broadcast the same way.)
+    `handler(payload)` runs on the event loop.
+    """
 
     def __init__(self) -> None:
         self.handler: Handler | None = None
@@ -35,13 +44,7 @@ class Broker(ABC):
         pass
 
     @abstractmethod
-    async def publish(self, channel: str, payload: bytes) -> None: ...
-
-    @abstractmethod
-    async def subscribe(self, channel: str) -> None: ...
-
-    @abstractmethod
-    async def unsubscribe(self, channel: str) -> None: ...
+    async def publish(self, payload: bytes) -> None: ...
 
     @abstractmethod
     async def touch_presence(self, room: str, member: str) -> None:
@@ -56,22 +59,15 @@ class Broker(ABC):
 
 
 class MemoryBroker(Broker):
-    """One process: publishing hands the payload to this process's own subscribers."""
+    """One process: publishing hands the payload to this process's own hub."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.channels: set[str] = set()
         self.presence: dict[str, dict[str, float]] = {}
 
-    async def publish(self, channel: str, payload: bytes) -> None:
-        if channel in self.channels and self.handler is not None:
-            self.handler(channel, payload)
-
-    async def subscribe(self, channel: str) -> None:
-        self.channels.add(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        self.channels.discard(channel)
+    async def publish(self, payload: bytes) -> None:
+        if self.handler is not None:
+            self.handler(payload)
 
     async def touch_presence(self, room: str, member: str) -> None:
         self.presence.setdefault(room, {})[member] = time.monotonic() + PRESENCE_TTL
@@ -89,8 +85,8 @@ class MemoryBroker(Broker):
 
 
 class RedisBroker(Broker):
-    """Redis pub/sub: one subscriber connection per process, subscribed to the channels of the
-    rooms it holds sockets for; presence in a sorted set per room scored by expiry time."""
+    """Redis pub/sub on one channel (`<prefix>:events`), read by one subscriber connection per
+    process; presence in a sorted set per room scored by expiry time."""
 
     def __init__(self, url: str, prefix: str = "ehospital") -> None:
         super().__init__()
@@ -98,50 +94,41 @@ class RedisBroker(Broker):
 
         self.url = url
         self.prefix = prefix
+        self.channel = f"{prefix}:events"
         # A blocking pool: under a burst (thousands of sockets joining at once) callers wait up
         # to 10 s for one of 64 connections instead of failing at once.
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
         self.redis: Any = aioredis.Redis(connection_pool=pool)
         self.pubsub: Any = None
         self.reader: asyncio.Task[None] | None = None
-        self.subscribed: set[str] = set()
-        self.ready = asyncio.Event()
 
-    def _key(self, channel: str) -> str:
-        return f"{self.prefix}:{channel}"
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
 
     async def start(self, handler: Handler) -> None:
         await super().start(handler)
         await self.redis.ping()  # a broker that does not answer stops the start-up, loudly
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        # A subscription to a channel nobody publishes to keeps the connection open, so
-        # listen() has something to wait on before the first room is joined.
-        await self.pubsub.subscribe(self._key("_alive"))
+        await self.pubsub.subscribe(self.channel)
         self.reader = asyncio.create_task(self._read(), name="broker-reader")
 
     async def _read(self) -> None:
-        strip = len(self.prefix) + 1
         while True:
             try:
                 async for item in self.pubsub.listen():
                     if item.get("type") != "message" or self.handler is None:
                         continue
-                    channel = item["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
                     try:
-                        self.handler(channel[strip:], item["data"])
+                        self.handler(item["data"])
                     except Exception:  # one bad payload must not stop the reader
-                        log.exception("broker handler failed on %s", channel)
+                        log.exception("broker handler failed")
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("lost the broker subscription; reconnecting", exc_info=True)
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
-                    await self.pubsub.subscribe(
-                        self._key("_alive"), *(self._key(c) for c in sorted(self.subscribed))
-                    )
+                    await self.pubsub.subscribe(self.channel)
 
     async def close(self) -> None:
         if self.reader is not None:
@@ -154,16 +141,8 @@ class RedisBroker(Broker):
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
-    async def publish(self, channel: str, payload: bytes) -> None:
-        await self.redis.publish(self._key(channel), payload)
-
-    async def subscribe(self, channel: str) -> None:
-        self.subscribed.add(channel)
-        await self.pubsub.subscribe(self._key(channel))
-
-    async def unsubscribe(self, channel: str) -> None:
-        self.subscribed.discard(channel)
-        await self.pubsub.unsubscribe(self._key(channel))
+    async def publish(self, payload: bytes) -> None:
+        await self.redis.publish(self.channel, payload)
 
     async def touch_presence(self, room: str, member: str) -> None:
         key = self._key(f"presence:{room}")

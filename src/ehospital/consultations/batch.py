@@ -1,0 +1,302 @@
+"""Group commit for live chat: the text messages that many sockets send at the same moment are
+numbered, stored and audited by ONE statement and ONE commit (PostgreSQL).
+
+A socket hands its message to the process's `MessageBatcher` and waits. One writer task takes
+everything waiting, runs the batch statement, commits, publishes the stored messages to the
+live-chat hub and only then answers each waiting socket (persist before acknowledge). While a
+batch is in flight the next one gathers, so under load a batch holds as many messages as arrived
+during one round trip, and when the server is idle a batch is one message with no added wait.
+
+The statement keeps every rule of the one-message path (`ConsultationService.post_message_once`):
+
+* the sender may write only where the consultation is theirs and open (a patient while it is
+  requested, accepted or in progress; a doctor while accepted or in progress), judged on the
+  consultation row as locked, so a message never lands after a concurrent close;
+* seq numbers per consultation stay gapless and follow the order the messages arrived;
+* a `client_id` already stored is not stored again;
+* the batch locks its consultations in id order, so two processes' batches never deadlock.
+
+Whatever the statement did not store (a resend, a refusal) and every message the statement
+cannot carry (an image; SQLite) goes through the one-message path in a transaction of its own,
+which answers with the stored message or the precise refusal. A batch that fails as a whole
+(a client_id raced in by another process, a lost connection) is retried message by message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ehospital.consultations.models import CHATTING_STATUSES, OPEN_STATUSES, Status
+from ehospital.consultations.schemas import MessageCreate
+from ehospital.kit.context import Actor
+from ehospital.kit.models import utcnow
+from ehospital.realtime.hub import current_hub
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 200
+
+# The message as live chat and REST show it (MessageRead in JSON form).
+MessageJson = dict[str, Any]
+# The one-message path: (actor, consultation id, data) → (message JSON, stored now), in a
+# committed transaction of its own; raises DomainError for a refusal.
+SlowPath = Callable[[Actor, int, MessageCreate], Awaitable[tuple[MessageJson, bool]]]
+
+
+def _quoted(statuses: frozenset[Status]) -> str:
+    return ", ".join(f"'{s}'" for s in sorted(statuses))
+
+
+# May the input row `f` write to the consultation row `c`? (patients by account, doctors by
+# their doctor id; CHATTING for doctors, OPEN for patients).
+_MAY = (
+    f"((f.by_doctor AND c.doctor_id = f.viewer AND c.status IN ({_quoted(CHATTING_STATUSES)})) OR "
+    f"(NOT f.by_doctor AND c.account_id = f.viewer AND c.status IN ({_quoted(OPEN_STATUSES)})))"
+)
+
+BATCH_SQL = text(
+    f"""
+WITH input AS (
+    SELECT * FROM unnest(
+        CAST(:consultation_ids AS BIGINT[]), CAST(:viewers AS BIGINT[]), CAST(:by_doctor AS BOOLEAN[]),
+        CAST(:sender_ids AS BIGINT[]), CAST(:sender_roles AS TEXT[]), CAST(:bodies AS TEXT[]),
+        CAST(:client_ids AS TEXT[]), CAST(:addresses AS TEXT[])
+    ) WITH ORDINALITY AS i(consultation_id, viewer, by_doctor, sender_id, sender_role, body,
+                           client_id, address, ord)
+),
+fresh AS MATERIALIZED (
+    -- A correlated sub-select with LIMIT stays a per-row index probe (NOT EXISTS would become an
+    -- anti join, planned for the 100 rows unnest is guessed at: a scan of all messages).
+    SELECT i.* FROM input i
+    WHERE i.client_id IS NULL OR (
+        SELECT m.id FROM messages m
+        WHERE m.consultation_id = i.consultation_id AND m.sender_id = i.sender_id
+          AND m.client_id = i.client_id
+        LIMIT 1) IS NULL
+),
+locked AS MATERIALIZED (
+    SELECT c.id FROM consultations c
+    WHERE c.id = ANY(ARRAY(SELECT consultation_id FROM fresh))
+    ORDER BY c.id
+    FOR UPDATE
+),
+taken AS (
+    UPDATE consultations c
+    SET last_seq = c.last_seq + (SELECT count(*) FROM fresh f WHERE f.consultation_id = c.id AND {_MAY})
+    WHERE c.id = ANY(ARRAY(SELECT id FROM locked))
+    RETURNING c.id, c.last_seq, c.status, c.account_id, c.doctor_id, c.patient_id
+),
+allowed AS MATERIALIZED (
+    SELECT f.*, c.patient_id, c.status,
+           c.last_seq - count(*) OVER (PARTITION BY f.consultation_id)
+               + row_number() OVER (PARTITION BY f.consultation_id ORDER BY f.ord) AS seq
+    FROM fresh f JOIN taken c ON c.id = f.consultation_id
+    WHERE {_MAY}
+),
+stored AS (
+    INSERT INTO messages (consultation_id, seq, sender_id, sender_role, kind, body, created_at, client_id)
+    SELECT a.consultation_id, a.seq, a.sender_id, a.sender_role, 'text', a.body,
+           CAST(:now AS TIMESTAMPTZ), a.client_id
+    FROM allowed a
+    RETURNING id, consultation_id, seq
+),
+audited AS (
+    INSERT INTO audit_events (at, actor_id, actor_role, action, resource_type, resource_id,
+                              patient_id, address, request_id, outcome)
+    SELECT CAST(:now AS TIMESTAMPTZ), a.sender_id, a.sender_role, 'create', 'message', CAST(s.id AS TEXT),
+           a.patient_id, a.address, NULL, 'ok'
+    FROM stored s JOIN allowed a ON a.consultation_id = s.consultation_id AND a.seq = s.seq
+)
+SELECT a.ord, s.id, s.seq, a.status
+FROM stored s JOIN allowed a ON a.consultation_id = s.consultation_id AND a.seq = s.seq
+"""
+)
+
+# A doctor's first message of an accepted consultation starts it (and is its first answer).
+START_SQL = text(
+    """
+UPDATE consultations SET status = 'in_progress', started_at = CAST(:now AS TIMESTAMPTZ),
+    first_response_at = CAST(:now AS TIMESTAMPTZ)
+WHERE id = ANY(CAST(:ids AS BIGINT[])) AND status = 'accepted'
+"""
+)
+
+
+@dataclass
+class _Waiting:
+    actor: Actor
+    consultation_id: int
+    data: MessageCreate
+    done: asyncio.Future[tuple[MessageJson, bool]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _iso(moment: datetime) -> str:
+    """As pydantic writes a UTC datetime in JSON."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class MessageBatcher:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], slow_path: SlowPath, *, postgresql: bool
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.slow_path = slow_path
+        self.postgresql = postgresql
+        self.waiting: list[_Waiting] = []
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.batches = 0  # statistics, for tests and the bench
+        self.batched = 0
+
+    async def post(self, actor: Actor, consultation_id: int, data: MessageCreate) -> tuple[MessageJson, bool]:
+        """(the stored message, stored now) once committed and published; DomainError if refused."""
+        if not self._fits(actor, data):
+            return await self.slow_path(actor, consultation_id, data)
+        item = _Waiting(actor, consultation_id, data)
+        self.waiting.append(item)
+        self.wakeup.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="chat-batcher")
+        return await item.done
+
+    def _fits(self, actor: Actor, data: MessageCreate) -> bool:
+        return (
+            self.postgresql
+            and data.attachment_id is None
+            and bool(data.body)
+            and (actor.is_patient or actor.is_practising_doctor)
+        )
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        for item in self.waiting:
+            if not item.done.done():
+                item.done.cancel()
+        self.waiting = []
+
+    async def _run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.waiting:
+                batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+                try:
+                    await self._write(batch)
+                except asyncio.CancelledError:
+                    for item in batch:
+                        if not item.done.done():
+                            item.done.cancel()
+                    raise
+                except Exception:  # pragma: no cover - _write answers every item itself
+                    log.exception("chat batch failed")
+                    for item in batch:
+                        if not item.done.done():
+                            item.done.set_exception(RuntimeError("chat batch failed"))
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        batch, repeats = self._split(batch)
+        now = utcnow()
+        try:
+            stored = await self._store(batch, now)
+        except Exception as exc:  # a raced client_id, a lost connection: one by one instead
+            log.info("chat batch of %d retried message by message: %s", len(batch), exc)
+            stored = {}
+        self.batches += 1
+        self.batched += len(stored)
+        events = []
+        for ordinal, item in enumerate(batch, start=1):
+            found = stored.get(ordinal)
+            if found is None:
+                continue
+            message_id, seq = found
+            message: MessageJson = {
+                "id": message_id,
+                "seq": seq,
+                "sender_id": item.actor.account_id,
+                "sender_role": str(item.actor.role),
+                "kind": "text",
+                "body": item.data.body,
+                "attachment_id": None,
+                "client_id": item.data.client_id,
+                "created_at": _iso(now),
+            }
+            events.append((item, message))
+        hub = current_hub()
+        if hub is not None:
+            hub.publish_many(
+                [
+                    (
+                        item.consultation_id,
+                        {"type": "message", "consultation_id": item.consultation_id, "message": m},
+                    )
+                    for item, m in events
+                ]
+            )
+        for item, message in events:
+            if not item.done.done():
+                item.done.set_result((message, True))
+        # What the statement did not store: a resend (answered with the stored message) or a
+        # refusal (answered with its reason), each by the one-message path.
+        unstored = [item for ordinal, item in enumerate(batch, start=1) if ordinal not in stored]
+        for item in unstored + repeats:
+            if not item.done.done():
+                try:
+                    item.done.set_result(await self.slow_path(item.actor, item.consultation_id, item.data))
+                except Exception as exc:
+                    item.done.set_exception(exc)
+
+    @staticmethod
+    def _split(batch: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting]]:
+        """(the batch, repeats): a client_id twice in one batch (a resend racing its original)
+        is answered by the one-message path after the first is stored; the statement sees only
+        rows stored before it."""
+        seen: set[tuple[int, int, str]] = set()
+        first: list[_Waiting] = []
+        repeats: list[_Waiting] = []
+        for item in batch:
+            key = (item.consultation_id, item.actor.account_id, item.data.client_id or "")
+            if item.data.client_id is not None and key in seen:
+                repeats.append(item)
+            else:
+                seen.add(key)
+                first.append(item)
+        return first, repeats
+
+    async def _store(self, batch: list[_Waiting], now: datetime) -> dict[int, tuple[int, int]]:
+        """{ordinal in batch: (message id, seq)} of what the statement stored (committed)."""
+        params = {
+            "consultation_ids": [w.consultation_id for w in batch],
+            "viewers": [w.actor.doctor_id if w.actor.is_doctor else w.actor.account_id for w in batch],
+            "by_doctor": [w.actor.is_doctor for w in batch],
+            "sender_ids": [w.actor.account_id for w in batch],
+            "sender_roles": [str(w.actor.role) for w in batch],
+            "bodies": [w.data.body for w in batch],
+            "client_ids": [w.data.client_id for w in batch],
+            "addresses": [w.actor.address for w in batch],
+            "now": now,
+        }
+        async with self.sessionmaker() as session:
+            rows = (await session.execute(BATCH_SQL, params)).all()
+            started = {
+                batch[int(ordinal) - 1].consultation_id
+                for ordinal, _, _, status in rows
+                if status == Status.ACCEPTED and batch[int(ordinal) - 1].actor.is_doctor
+            }
+            if started:
+                await session.execute(START_SQL, {"ids": sorted(started), "now": now})
+            await session.commit()
+        return {int(ordinal): (int(message_id), int(seq)) for ordinal, message_id, seq, _ in rows}
