@@ -1,5 +1,5 @@
-"""Live chat over WebSocket against a real server process (SQLite, the in-memory broker): ack
-after storage, delivery, resume after a reconnect, resend without duplicates, typing, read
+"""Live chat over WebSocket against a real server process (on SQLite and on PostgreSQL, with the
+in-memory broker): ack after storage, delivery, resume after a reconnect, resend without duplicates, typing, read
 receipts, REST and WebSocket side by side, and every refusal with its reason."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.chat_client import ChatClient, history, rest, token_of, ws_url
+from tests.conftest import drop_database, make_database
 from tests.live import live_server
 
 
@@ -27,12 +28,19 @@ def _png() -> bytes:
 
 
 def open_consultation(
-    base: str, patient_token: str, doctor_token: str, doctor_name: str = "林芳 Lin Fang"
+    base: str,
+    patient_token: str,
+    doctor_token: str,
+    doctor_name: str = "林芳 Lin Fang",
+    *,
+    member_name: str = "李娜 Li Na",
+    accept: bool = True,
 ) -> int:
-    """A follow-up consultation of the demo patient in the skin centre, accepted by the doctor."""
+    """A follow-up consultation of a demo family member in the skin centre, accepted by the
+    doctor (unless `accept` is False)."""
     patient = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {patient_token}"}, timeout=30)
     doctor = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {doctor_token}"}, timeout=30)
-    member = next(p for p in patient.get("/api/v1/patients").json() if p["name"] == "李娜 Li Na")
+    member = next(p for p in patient.get("/api/v1/patients").json() if p["name"] == member_name)
     centre = next(c for c in patient.get("/api/v1/centres").json() if c["code"] == "skin")
     doctors = patient.get("/api/v1/doctors", params={"centre_id": centre["id"]}).json()
     chosen = next(d for d in doctors if d["name"] == doctor_name)
@@ -54,15 +62,30 @@ def open_consultation(
     )
     assert opened.status_code == 201, opened.text
     cid: int = opened.json()["id"]
-    accepted = doctor.post(f"/api/v1/consultations/{cid}/accept")
-    assert accepted.status_code == 200, accepted.text
+    if accept:
+        accepted = doctor.post(f"/api/v1/consultations/{cid}/accept")
+        assert accepted.status_code == 200, accepted.text
     return cid
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with live_server(tmp_path_factory.mktemp("chat-live")) as base:
-        yield base
+_BACKEND_OF: dict[str, str] = {}  # server URL → its database
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+async def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A live server on each database: PostgreSQL stores chat text in batches (group commit),
+    SQLite one message per transaction; the protocol must not tell them apart."""
+    data = tmp_path_factory.mktemp("chat-live")
+    url, name = await make_database(request.param, data)
+    try:
+        with live_server(data, {"EHOSPITAL_DATABASE_URL": url}) as base:
+            _BACKEND_OF[base] = request.param
+            yield base
+    finally:
+        if name is not None:
+            await drop_database(name)
 
 
 @pytest.fixture(scope="module")
@@ -371,3 +394,101 @@ async def test_video_call_signalling_and_record(server: str, world: dict[str, An
     finally:
         await patient.close()
         await doctor.close()
+
+
+async def test_many_sockets_at_once_keep_every_message_once_and_in_each_senders_order(
+    server: str, world: dict[str, Any]
+) -> None:
+    """Eight sockets (four per side) send at once: whatever the batches, seq stays gapless, no
+    message is stored twice, each socket's messages keep their order, and every socket receives
+    every message once. On PostgreSQL the messages of one batch share their stored time, which
+    shows that the group commit really grouped them."""
+    clients = [ChatClient(server, world["patient" if k % 2 else "doctor"], world["cid"]) for k in range(8)]
+    for c in clients:
+        await c.connect()
+    try:
+        start = clients[0].welcome["last_seq"]  # type: ignore[index]
+        for c in clients:
+            await c.wait_for(lambda c=c: c.last_seq >= start)  # type: ignore[misc]
+        count = 15
+        for i in range(count):  # pipelined: nobody waits for an ack before the next send
+            for k, c in enumerate(clients):
+                await c.send(f"burst-{k}-{i}", f"burst {k}/{i}")
+        total = count * len(clients)
+        for c in clients:
+            await c.wait_for(lambda c=c: c.last_seq >= start + total, 30)  # type: ignore[misc]
+        stored = [m for m in await history(server, world["doctor"], world["cid"]) if m["seq"] > start]
+        assert [m["seq"] for m in stored] == list(range(start + 1, start + total + 1))
+        for k in range(len(clients)):
+            mine = [m["body"] for m in stored if m["client_id"].startswith(f"burst-{k}-")]
+            assert mine == [f"burst {k}/{i}" for i in range(count)]
+        for k, c in enumerate(clients):
+            assert [m["seq"] for m in c.messages if m["seq"] > start] == list(
+                range(start + 1, start + total + 1)
+            )
+            assert all(f"burst-{k}-{i}" in c.acks for i in range(count))
+        if _BACKEND_OF[server] == "postgresql":
+            assert len({m["created_at"] for m in stored}) < total, "no two messages were stored together"
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def test_refusals_and_repeats_inside_a_busy_moment(server: str, world: dict[str, Any]) -> None:
+    """A message to a cancelled consultation, the same client_id from two sockets of one
+    account and ordinary messages, all at once: the refusal names its reason, the repeat is
+    stored once and both sockets hear its seq, the rest is stored."""
+    cancelled = open_consultation(
+        server, world["patient"], world["doctor"], member_name="李建国 Li Jianguo", accept=False
+    )
+    gone = await rest(server, world["patient"], "POST", f"/api/v1/consultations/{cancelled}/cancel", json={})
+    assert gone.status_code == 200, gone.text
+    closed = ChatClient(server, world["patient"], cancelled)
+    one, two = (
+        ChatClient(server, world["patient"], world["cid"]),
+        ChatClient(server, world["patient"], world["cid"]),
+    )
+    doctor = ChatClient(server, world["doctor"], world["cid"])
+    for c in (closed, one, two, doctor):
+        await c.connect()
+    try:
+        await asyncio.gather(
+            closed.send("late-1", "还在吗？"),
+            one.send("twice", "同一条"),
+            two.send("twice", "同一条"),
+            doctor.send("busy-d", "收到"),
+        )
+        await closed.wait_for(lambda: any(e.get("client_id") == "late-1" for e in closed.events))
+        refusal = next(e for e in closed.events if e.get("client_id") == "late-1")
+        assert refusal["type"] == "error" and refusal["code"] == "consultation_closed"
+        await one.wait_for(lambda: "twice" in one.acks)
+        await two.wait_for(lambda: "twice" in two.acks)
+        await doctor.wait_for(lambda: "busy-d" in doctor.acks)
+        assert one.acks["twice"] == two.acks["twice"]
+        stored = await history(server, world["doctor"], world["cid"])
+        assert [m["client_id"] for m in stored].count("twice") == 1
+        assert [m["client_id"] for m in stored].count("busy-d") == 1
+        assert "late-1" not in [m["client_id"] for m in await history(server, world["patient"], cancelled)]
+    finally:
+        for c in (closed, one, two, doctor):
+            await c.close()
+
+
+async def test_the_doctors_first_live_message_starts_the_consultation(
+    server: str, world: dict[str, Any]
+) -> None:
+    cid = open_consultation(server, world["patient"], world["doctor"], member_name="王强 Wang Qiang")
+    before = (await rest(server, world["doctor"], "GET", f"/api/v1/consultations/{cid}")).json()
+    assert before["status"] == "accepted" and before["first_response_at"] is None
+    doctor = ChatClient(server, world["doctor"], cid)
+    await doctor.connect()
+    try:
+        await doctor.send("first", "您好，我看了您的照片。")
+        await doctor.wait_for(lambda: "first" in doctor.acks)
+    finally:
+        await doctor.close()
+    after = (await rest(server, world["doctor"], "GET", f"/api/v1/consultations/{cid}")).json()
+    assert after["status"] == "in_progress"
+    assert after["first_response_at"] is not None and after["started_at"] == after["first_response_at"]
+    message = (await history(server, world["doctor"], cid))[-1]
+    assert message["body"] == "您好，我看了您的照片。" and message["sender_role"] == "doctor"

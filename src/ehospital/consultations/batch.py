@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ehospital.consultations.models import CHATTING_STATUSES, OPEN_STATUSES, Status
 from ehospital.consultations.schemas import MessageCreate
@@ -56,22 +55,23 @@ def _quoted(statuses: frozenset[Status]) -> str:
     return ", ".join(f"'{s}'" for s in sorted(statuses))
 
 
-# May the input row `f` write to the consultation row `c`? (patients by account, doctors by
-# their doctor id; CHATTING for doctors, OPEN for patients).
+# May the input row `f` write to the consultation row `c` (as locked)? Patients by account,
+# doctors by their doctor id; CHATTING for doctors, OPEN for patients.
 _MAY = (
     f"((f.by_doctor AND c.doctor_id = f.viewer AND c.status IN ({_quoted(CHATTING_STATUSES)})) OR "
     f"(NOT f.by_doctor AND c.account_id = f.viewer AND c.status IN ({_quoted(OPEN_STATUSES)})))"
 )
 
-BATCH_SQL = text(
-    f"""
+# One statement, run on its own (autocommit: no BEGIN and COMMIT round trips). Parameters: $1
+# consultation ids, $2 viewers (account or doctor id), $3 by a doctor, $4 sender account ids,
+# $5 sender roles, $6 bodies, $7 client ids, $8 addresses (arrays, one entry per message, in
+# arrival order), $9 now. Returns (ordinal, message id, seq) of each message stored.
+BATCH_SQL = f"""
 WITH input AS (
-    SELECT * FROM unnest(
-        CAST(:consultation_ids AS BIGINT[]), CAST(:viewers AS BIGINT[]), CAST(:by_doctor AS BOOLEAN[]),
-        CAST(:sender_ids AS BIGINT[]), CAST(:sender_roles AS TEXT[]), CAST(:bodies AS TEXT[]),
-        CAST(:client_ids AS TEXT[]), CAST(:addresses AS TEXT[])
-    ) WITH ORDINALITY AS i(consultation_id, viewer, by_doctor, sender_id, sender_role, body,
-                           client_id, address, ord)
+    SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BOOLEAN[], $4::BIGINT[], $5::TEXT[],
+                         $6::TEXT[], $7::TEXT[], $8::TEXT[])
+        WITH ORDINALITY AS i(consultation_id, viewer, by_doctor, sender_id, sender_role, body,
+                             client_id, address, ord)
 ),
 fresh AS MATERIALIZED (
     -- A correlated sub-select with LIMIT stays a per-row index probe (NOT EXISTS would become an
@@ -83,52 +83,55 @@ fresh AS MATERIALIZED (
           AND m.client_id = i.client_id
         LIMIT 1) IS NULL
 ),
+-- Locked in id order (no deadlock between two processes' batches); FOR UPDATE gives the rows
+-- as they are once locked, so the rules below judge the latest state.
 locked AS MATERIALIZED (
-    SELECT c.id FROM consultations c
+    SELECT c.id, c.status, c.account_id, c.doctor_id, c.patient_id FROM consultations c
     WHERE c.id = ANY(ARRAY(SELECT consultation_id FROM fresh))
     ORDER BY c.id
     FOR UPDATE
 ),
+counted AS MATERIALIZED (
+    SELECT c.id, count(*) AS n, bool_or(f.by_doctor) AS by_doctor
+    FROM fresh f JOIN locked c ON c.id = f.consultation_id
+    WHERE {_MAY}
+    GROUP BY c.id
+),
+-- Numbers taken; a doctor's first message of an accepted consultation starts it (its first answer).
 taken AS (
     UPDATE consultations c
-    SET last_seq = c.last_seq + (SELECT count(*) FROM fresh f WHERE f.consultation_id = c.id AND {_MAY})
-    WHERE c.id = ANY(ARRAY(SELECT id FROM locked))
-    RETURNING c.id, c.last_seq, c.status, c.account_id, c.doctor_id, c.patient_id
+    SET last_seq = c.last_seq + k.n,
+        status = CASE WHEN k.by_doctor AND c.status = 'accepted' THEN 'in_progress' ELSE c.status END,
+        started_at = CASE WHEN k.by_doctor AND c.status = 'accepted' THEN $9::TIMESTAMPTZ ELSE c.started_at END,
+        first_response_at = CASE WHEN k.by_doctor AND c.status = 'accepted' THEN $9::TIMESTAMPTZ
+                                 ELSE c.first_response_at END
+    FROM counted k
+    WHERE c.id = k.id
+    RETURNING c.id, c.last_seq, k.n
 ),
 allowed AS MATERIALIZED (
-    SELECT f.*, c.patient_id, c.status,
-           c.last_seq - count(*) OVER (PARTITION BY f.consultation_id)
-               + row_number() OVER (PARTITION BY f.consultation_id ORDER BY f.ord) AS seq
-    FROM fresh f JOIN taken c ON c.id = f.consultation_id
+    SELECT f.*, c.patient_id,
+           t.last_seq - t.n + row_number() OVER (PARTITION BY f.consultation_id ORDER BY f.ord) AS seq
+    FROM fresh f JOIN locked c ON c.id = f.consultation_id JOIN taken t ON t.id = f.consultation_id
     WHERE {_MAY}
 ),
 stored AS (
     INSERT INTO messages (consultation_id, seq, sender_id, sender_role, kind, body, created_at, client_id)
-    SELECT a.consultation_id, a.seq, a.sender_id, a.sender_role, 'text', a.body,
-           CAST(:now AS TIMESTAMPTZ), a.client_id
+    SELECT a.consultation_id, a.seq, a.sender_id, a.sender_role, 'text', a.body, $9::TIMESTAMPTZ,
+           a.client_id
     FROM allowed a
     RETURNING id, consultation_id, seq
 ),
 audited AS (
     INSERT INTO audit_events (at, actor_id, actor_role, action, resource_type, resource_id,
                               patient_id, address, request_id, outcome)
-    SELECT CAST(:now AS TIMESTAMPTZ), a.sender_id, a.sender_role, 'create', 'message', CAST(s.id AS TEXT),
+    SELECT $9::TIMESTAMPTZ, a.sender_id, a.sender_role, 'create', 'message', CAST(s.id AS TEXT),
            a.patient_id, a.address, NULL, 'ok'
     FROM stored s JOIN allowed a ON a.consultation_id = s.consultation_id AND a.seq = s.seq
 )
-SELECT a.ord, s.id, s.seq, a.status
+SELECT a.ord, s.id, s.seq
 FROM stored s JOIN allowed a ON a.consultation_id = s.consultation_id AND a.seq = s.seq
 """
-)
-
-# A doctor's first message of an accepted consultation starts it (and is its first answer).
-START_SQL = text(
-    """
-UPDATE consultations SET status = 'in_progress', started_at = CAST(:now AS TIMESTAMPTZ),
-    first_response_at = CAST(:now AS TIMESTAMPTZ)
-WHERE id = ANY(CAST(:ids AS BIGINT[])) AND status = 'accepted'
-"""
-)
 
 
 @dataclass
@@ -147,12 +150,10 @@ def _iso(moment: datetime) -> str:
 
 
 class MessageBatcher:
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], slow_path: SlowPath, *, postgresql: bool
-    ) -> None:
-        self.sessionmaker = sessionmaker
+    def __init__(self, engine: AsyncEngine, slow_path: SlowPath) -> None:
+        self.engine = engine
         self.slow_path = slow_path
-        self.postgresql = postgresql
+        self.postgresql = engine.dialect.name == "postgresql"
         self.waiting: list[_Waiting] = []
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -278,25 +279,20 @@ class MessageBatcher:
 
     async def _store(self, batch: list[_Waiting], now: datetime) -> dict[int, tuple[int, int]]:
         """{ordinal in batch: (message id, seq)} of what the statement stored (committed)."""
-        params = {
-            "consultation_ids": [w.consultation_id for w in batch],
-            "viewers": [w.actor.doctor_id if w.actor.is_doctor else w.actor.account_id for w in batch],
-            "by_doctor": [w.actor.is_doctor for w in batch],
-            "sender_ids": [w.actor.account_id for w in batch],
-            "sender_roles": [str(w.actor.role) for w in batch],
-            "bodies": [w.data.body for w in batch],
-            "client_ids": [w.data.client_id for w in batch],
-            "addresses": [w.actor.address for w in batch],
-            "now": now,
-        }
-        async with self.sessionmaker() as session:
-            rows = (await session.execute(BATCH_SQL, params)).all()
-            started = {
-                batch[int(ordinal) - 1].consultation_id
-                for ordinal, _, _, status in rows
-                if status == Status.ACCEPTED and batch[int(ordinal) - 1].actor.is_doctor
-            }
-            if started:
-                await session.execute(START_SQL, {"ids": sorted(started), "now": now})
-            await session.commit()
-        return {int(ordinal): (int(message_id), int(seq)) for ordinal, message_id, seq, _ in rows}
+        args = (
+            [w.consultation_id for w in batch],
+            [w.actor.doctor_id if w.actor.is_doctor else w.actor.account_id for w in batch],
+            [w.actor.is_doctor for w in batch],
+            [w.actor.account_id for w in batch],
+            [str(w.actor.role) for w in batch],
+            [w.data.body for w in batch],
+            [w.data.client_id for w in batch],
+            [w.actor.address for w in batch],
+            now,
+        )
+        # The driver's connection from the pool, outside any transaction: the one statement
+        # commits by itself (the pool's reset on return sends nothing when none was begun).
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            rows = await raw.driver_connection.fetch(BATCH_SQL, *args)  # type: ignore[union-attr]
+        return {int(r[0]): (int(r[1]), int(r[2])) for r in rows}

@@ -440,9 +440,7 @@ def batcher_of(app: Any, runtime: Runtime) -> MessageBatcher:
     batcher: MessageBatcher | None = getattr(app.state, "chat_batcher", None)
     if batcher is None:
         batcher = app.state.chat_batcher = MessageBatcher(
-            runtime.sessionmaker,
-            lambda actor, cid, data: _post_one(runtime, actor, cid, data),
-            postgresql=runtime.engine.dialect.name == "postgresql",
+            runtime.engine, lambda actor, cid, data: _post_one(runtime, actor, cid, data)
         )
     return batcher
 
