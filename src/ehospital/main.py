@@ -331,7 +331,7 @@ def install_docs(app: FastAPI) -> None:
 
 async def _seal(runtime: Runtime) -> None:
     async with session_scope(runtime.sessionmaker) as session:
-        sealed = await seal(session)
+        sealed = await seal(session, wait=False)
     if sealed:  # committed: record the new head outside the database too
         async with session_scope(runtime.sessionmaker) as session:
             await advance_anchor(session, runtime.settings.audit_anchor_path)

@@ -19,7 +19,7 @@ from ehospital.kit.models import utcnow
 
 log = logging.getLogger("ehospital.audit")
 GENESIS = "0" * 64
-_SEAL_BATCH = 500
+_SEAL_BATCH = 200  # rows hashed between two awaits: keeps the event loop's stalls short
 _PG_SEAL_LOCK = 0x65_48_41_55  # any constant: one sealer at a time across processes
 
 
@@ -92,10 +92,17 @@ def event_hash(event: Any, seq: int, prev_hash: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def seal(session: AsyncSession) -> int:
-    """Chain the rows not yet sealed, oldest first; returns how many were sealed."""
+async def seal(session: AsyncSession, *, wait: bool = True) -> int:
+    """Chain the rows not yet sealed, oldest first; returns how many were sealed.
+
+    One sealer at a time across processes (PostgreSQL advisory lock). `wait=False` (the
+    servers' periodic job) returns 0 at once when another process is sealing, instead of
+    holding a connection while it waits."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SEAL_LOCK})
+        if wait:
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SEAL_LOCK})
+        elif not await session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_SEAL_LOCK}):
+            return 0
     head = (
         await session.execute(
             select(AuditEvent.seq, AuditEvent.hash)

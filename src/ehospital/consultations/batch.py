@@ -92,7 +92,7 @@ locked AS MATERIALIZED (
     FOR UPDATE
 ),
 counted AS MATERIALIZED (
-    SELECT c.id, count(*) AS n, bool_or(f.by_doctor) AS by_doctor
+    SELECT c.id, count(*) AS n, bool_or(f.by_doctor AND c.status = 'accepted') AS starts
     FROM fresh f JOIN locked c ON c.id = f.consultation_id
     WHERE {_MAY}
     GROUP BY c.id
@@ -101,10 +101,9 @@ counted AS MATERIALIZED (
 taken AS (
     UPDATE consultations c
     SET last_seq = c.last_seq + k.n,
-        status = CASE WHEN k.by_doctor AND c.status = 'accepted' THEN 'in_progress' ELSE c.status END,
-        started_at = CASE WHEN k.by_doctor AND c.status = 'accepted' THEN $9::TIMESTAMPTZ ELSE c.started_at END,
-        first_response_at = CASE WHEN k.by_doctor AND c.status = 'accepted' THEN $9::TIMESTAMPTZ
-                                 ELSE c.first_response_at END
+        status = CASE WHEN k.starts THEN 'in_progress' ELSE c.status END,
+        started_at = CASE WHEN k.starts THEN $9::TIMESTAMPTZ ELSE c.started_at END,
+        first_response_at = CASE WHEN k.starts THEN $9::TIMESTAMPTZ ELSE c.first_response_at END
     FROM counted k
     WHERE c.id = k.id
     RETURNING c.id, c.last_seq, k.n

@@ -13,7 +13,8 @@ The protocol (JSON text frames; docs/ARCHITECTURE.md has the full table):
 
 Every message a socket receives has a per-consultation sequence number; the writer sends each
 seq once and in order: a live message that arrives ahead of one it has not seen (two processes
-publishing out of order) first fills the gap from the database. A client that reconnects with the
+publishing out of order) waits briefly for it, and a gap still open then is filled from the
+database. A client that reconnects with the
 last seq it received gets exactly what it missed. The token is checked again on every frame (the
 principal cache makes that cheap) and the consultation's rights by the service on every write.
 """
@@ -53,6 +54,7 @@ QUEUE_LIMIT = 2000  # events waiting for a slow socket before it is told to reco
 BACKLOG_PAGE = 500
 PRESENCE_REFRESH = 20.0
 TYPING_INTERVAL = 1.0  # at most one typing event per second per socket
+REORDER_WAIT = 0.1  # seconds a message that arrived early waits for the one before it
 
 # Close codes (4000–4999 are the application's).
 CLOSE_BAD_HELLO = 4400
@@ -143,9 +145,26 @@ class _Connection:
         self.last_sent = message.seq
 
     async def write(self) -> None:
-        """Queued events to the socket; messages exactly once and in seq order."""
+        """Queued events to the socket; messages exactly once and in seq order.
+
+        Two processes publish in the order their batches commit, so a message can arrive just
+        ahead of one it follows. It waits (up to REORDER_WAIT) for the one it follows; only a
+        message still missing then is read from the database, where it is already committed
+        (the consultation row lock orders the numbers)."""
+        ahead: dict[int, str] = {}  # seq → JSON of messages that arrived ahead of a missing one
+        deadline = 0.0
+        loop = asyncio.get_running_loop()
         while True:
-            event, raw = await self.queue.get()
+            if ahead:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event, raw = await self.queue.get()
+                except TimeoutError:
+                    await self.send_messages_after(self.last_sent, max(ahead))
+                    ahead.clear()
+                    continue
+            else:
+                event, raw = await self.queue.get()
             if self.lagging:
                 raise _Lagging
             if event.get("type") != "message":
@@ -155,11 +174,17 @@ class _Connection:
             if seq <= self.last_sent:
                 continue  # already sent (from the backlog, or a gap fill)
             if seq > self.last_sent + 1:
-                # A message ahead of one not seen yet: the earlier ones are committed (the
-                # consultation row lock orders them), so the database has them.
-                await self.send_messages_after(self.last_sent, seq - 1)
+                if not ahead:
+                    deadline = loop.time() + REORDER_WAIT
+                ahead[seq] = raw
+                continue
             await self.socket.send_text(raw)
             self.last_sent = seq
+            while self.last_sent + 1 in ahead:
+                await self.socket.send_text(ahead.pop(self.last_sent + 1))
+                self.last_sent += 1
+            for stale in [s for s in ahead if s <= self.last_sent]:
+                del ahead[stale]
 
 
 class _Unauthenticated(Exception):
