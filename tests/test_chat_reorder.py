@@ -68,6 +68,7 @@ async def test_a_gap_still_open_after_the_wait_is_filled_from_the_database(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(live, "message_event", _event_of)
+    monkeypatch.setattr(live, "REORDER_WAIT", 0.1)
     conn, socket = _connection(last_sent=1)
     fills: list[tuple[int, int | None]] = []
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.auth.models import AccessToken, Account, LoginAttempt
@@ -52,16 +53,7 @@ class AuthRepository:
         """The live token with its account (and doctor profile), or None."""
         row = (
             await self.session.execute(
-                select(AccessToken, Account, Doctor)
-                .join(Account, Account.id == AccessToken.account_id)
-                .outerjoin(Doctor, Doctor.account_id == Account.id)
-                .where(
-                    AccessToken.token_hash == token_hash,
-                    AccessToken.kind == kind,
-                    AccessToken.revoked_at.is_(None),
-                    AccessToken.expires_at > now,
-                    Account.is_active.is_(True),
-                )
+                _principal_statement(), {"p_hash": token_hash, "p_kind": kind, "p_now": now}
             )
         ).first()
         return None if row is None else (row[0], row[1], row[2])
@@ -85,3 +77,21 @@ class AuthRepository:
             .values(revoked_at=now)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _principal_statement() -> Select[tuple[AccessToken, Account, Doctor]]:
+    """Built once (every request and live-chat frame whose token is not cached runs it; building
+    the statement cost more than running it)."""
+    return (
+        select(AccessToken, Account, Doctor)
+        .join(Account, Account.id == AccessToken.account_id)
+        .outerjoin(Doctor, Doctor.account_id == Account.id)
+        .where(
+            AccessToken.token_hash == bindparam("p_hash", type_=AccessToken.__table__.c.token_hash.type),
+            AccessToken.kind == bindparam("p_kind", type_=AccessToken.__table__.c.kind.type),
+            AccessToken.revoked_at.is_(None),
+            AccessToken.expires_at > bindparam("p_now", type_=AccessToken.__table__.c.expires_at.type),
+            Account.is_active.is_(True),
+        )
+    )

@@ -54,7 +54,7 @@ QUEUE_LIMIT = 2000  # events waiting for a slow socket before it is told to reco
 BACKLOG_PAGE = 500
 PRESENCE_REFRESH = 20.0
 TYPING_INTERVAL = 1.0  # at most one typing event per second per socket
-REORDER_WAIT = 0.1  # seconds a message that arrived early waits for the one before it
+REORDER_WAIT = 1.0  # seconds a message that arrived early waits for the one before it
 
 # Close codes (4000–4999 are the application's).
 CLOSE_BAD_HELLO = 4400
