@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ehospital.audit.anchor import read_anchor
 from ehospital.audit.models import AuditEvent
-from ehospital.audit.service import advance_anchor, seal, verify
+from ehospital.audit.service import GENESIS, advance_anchor, event_hash, seal, verify
 from tests.personas import World, accepted_consultation
 
 
@@ -149,3 +155,51 @@ async def test_removing_the_newest_rows_is_caught_by_the_anchor(
     assert not await advance_anchor(session, anchor_path)
     assert read_anchor(anchor_path) == anchor
     assert not (await verify(session, anchor)).ok
+
+
+_text = st.one_of(st.none(), st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seq=st.integers(1, 2**31 - 1),
+    ids=st.tuples(st.integers(1, 2**63 - 1), st.none() | st.integers(1, 2**63 - 1)),
+    texts=st.lists(_text, min_size=8, max_size=8),
+)
+def test_the_hash_is_taken_over_the_canonical_json_form(
+    seq: int, ids: tuple[int, int | None], texts: list[str | None]
+) -> None:
+    """The chain's definition: SHA-256 of json.dumps(payload, separators=(",", ":"),
+    ensure_ascii=False) in UTF-8 (the sealer writes those bytes with orjson)."""
+    at = datetime(2026, 11, 22, 21, 30, 5, 123456, tzinfo=UTC)
+    row = SimpleNamespace(
+        id=ids[0],
+        at=at,
+        actor_id=ids[1],
+        actor_role=texts[0],
+        action=texts[1],
+        resource_type=texts[2],
+        resource_id=texts[3],
+        patient_id=ids[1],
+        address=texts[4],
+        request_id=texts[5],
+        outcome=texts[6],
+    )
+    prev = texts[7] or GENESIS
+    payload = [
+        seq,
+        row.id,
+        at.isoformat(timespec="microseconds"),
+        row.actor_id,
+        row.actor_role,
+        row.action,
+        row.resource_type,
+        row.resource_id,
+        row.patient_id,
+        row.address,
+        row.request_id,
+        row.outcome,
+        prev,
+    ]
+    canonical = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    assert event_hash(row, seq, prev) == hashlib.sha256(canonical).hexdigest()

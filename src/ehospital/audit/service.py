@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,8 +88,20 @@ def event_hash(event: Any, seq: int, prev_hash: str) -> str:
         event.outcome,
         prev_hash,
     ]
-    canonical = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # The canonical form is json.dumps(payload, separators=(",", ":"), ensure_ascii=False) in
+    # UTF-8; orjson writes exactly those bytes for these values (ints, strings, None: checked
+    # for every code point, and by tests/test_audit.py), at a fraction of the cost.
+    return hashlib.sha256(orjson.dumps(payload)).hexdigest()
+
+
+_PG_STAMP = text(
+    """
+UPDATE audit_events AS a SET seq = v.seq, prev_hash = v.prev, hash = v.hash
+FROM unnest(CAST(:id AS BIGINT[]), CAST(:seq AS INTEGER[]), CAST(:prev AS TEXT[]), CAST(:hash AS TEXT[]))
+    AS v(id, seq, prev, hash)
+WHERE a.id = ANY(CAST(:id AS BIGINT[])) AND a.id = v.id  -- an index probe whatever unnest is guessed at
+"""
+)
 
 
 async def seal(session: AsyncSession, *, wait: bool = True) -> int:
@@ -116,6 +128,7 @@ async def seal(session: AsyncSession, *, wait: bool = True) -> int:
     table = cast(Table, AuditEvent.__table__)
     # Core rows and an executemany UPDATE: the sealer runs inside the server's event loop, so
     # it must stay cheap (no ORM objects for thousands of rows a second).
+    postgresql = session.get_bind().dialect.name == "postgresql"
     stamp = (
         update(table)
         .where(table.c.id == bindparam("b_id"))
@@ -135,7 +148,13 @@ async def seal(session: AsyncSession, *, wait: bool = True) -> int:
             digest = event_hash(event, seq, prev)
             rows.append({"b_id": event.id, "b_seq": seq, "b_prev": prev, "b_hash": digest})
             prev = digest
-        await session.execute(stamp, rows)
+        if postgresql:  # one statement for the chunk instead of one execution per row
+            await session.execute(
+                _PG_STAMP,
+                {k: [r[f"b_{k}"] for r in rows] for k in ("id", "seq", "prev", "hash")},
+            )
+        else:
+            await session.execute(stamp, rows)
         sealed += len(rows)
 
 
