@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ehospital.kit.models import Base, BigId, IdMixin, UTCDateTime
@@ -18,7 +18,15 @@ class AuditEvent(IdMixin, Base):
     """
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_unsealed", "seq", "id"),)
+    # Only the rows the sealer has still to chain (it looks for seq IS NULL, oldest first).
+    __table_args__ = (
+        Index(
+            "ix_audit_events_unsealed",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
+    )
 
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id"))

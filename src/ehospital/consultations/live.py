@@ -81,6 +81,7 @@ class _Connection:
     lagging: bool = False
     last_typing: float = 0.0
     digest: bytes = b""
+    verified: Actor | None = None  # the cache entry self.actor was last taken from
 
     def __post_init__(self) -> None:
         self.digest = token_hash(self.token)
@@ -112,7 +113,9 @@ class _Connection:
         else through the database (expired or revoked: the socket ends)."""
         cached = principals.get(self.digest)
         if cached is not None:
-            self.actor = dataclasses.replace(cached, address=self.actor.address, request_id=None)
+            if cached is not self.verified:  # a fresh entry: the same principal, re-read
+                self.actor = dataclasses.replace(cached, address=self.actor.address, request_id=None)
+                self.verified = cached
             return
         async with self.runtime.sessionmaker() as session:
             actor = await AuthService(session, self.runtime.settings).authenticate(
