@@ -79,7 +79,14 @@ class ChatClient:
                     self.last_seq = seq
                     self.messages.append(frame["message"])
                 elif frame["type"] == "ack":
-                    self.acks[frame["client_id"]] = frame["seq"]
+                    # The ack of my own send carries the message in its place in the stream,
+                    # unless the stream already had that seq (a repeat, or a gap filled first).
+                    seq = frame["seq"]
+                    if seq > self.last_seq:
+                        assert seq == self.last_seq + 1, f"ack of seq {seq} after {self.last_seq}"
+                        self.last_seq = seq
+                        self.messages.append(frame["message"])
+                    self.acks[frame["client_id"]] = seq
                     self.unacked.pop(frame["client_id"], None)
                 else:
                     self.events.append(frame)

@@ -103,3 +103,63 @@ def _event_of(message: _Stored) -> dict[str, Any]:
         "consultation_id": 7,
         "message": {"seq": message.seq, "body": f"m{message.seq}"},
     }
+
+
+def _ack(seq: int, client_id: str) -> tuple[dict[str, Any], str]:
+    event = {
+        "type": "ack",
+        "client_id": client_id,
+        "seq": seq,
+        "duplicate": False,
+        "message": {"seq": seq, "sender_id": 1, "client_id": client_id, "body": f"m{seq}"},
+    }
+    return event, orjson.dumps(event).decode()
+
+
+def _own_echo(seq: int, client_id: str) -> tuple[dict[str, Any], str]:
+    event = {
+        "type": "message",
+        "consultation_id": 7,
+        "message": {"seq": seq, "sender_id": 1, "client_id": client_id, "body": f"m{seq}"},
+    }
+    return event, orjson.dumps(event).decode()
+
+
+def _stream(socket: _Socket) -> list[tuple[str, int]]:
+    return [(f["type"], f["seq"] if f["type"] == "ack" else f["message"]["seq"]) for f in socket.sent]
+
+
+async def test_the_ack_of_an_own_message_takes_the_place_of_its_echo() -> None:
+    for arrivals in (["ack", "echo", "next"], ["echo", "next", "ack"], ["next", "ack", "echo"]):
+        conn, socket = _connection(last_sent=3)
+        conn.own.add("c4")
+        frames = {"ack": _ack(4, "c4"), "echo": _own_echo(4, "c4"), "next": _message(5)}
+        for name in arrivals:
+            conn.deliver(*frames[name])
+        await _run(conn, 0.03)
+        assert _stream(socket) == [("ack", 4), ("message", 5)], arrivals
+        assert conn.own == set()
+
+
+async def test_an_ack_held_for_a_missing_message_is_still_sent_after_the_fill(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "message_event", _event_of)
+    monkeypatch.setattr(live, "REORDER_WAIT", 0.05)
+    conn, socket = _connection(last_sent=1)
+    conn.own.add("c3")
+
+    async def fill(after: int, upto: int | None = None) -> None:
+        assert upto is not None
+        for seq in range(after + 1, upto + 1):
+            await conn._send_message(cast(Any, _Stored(seq)))
+
+    conn.send_messages_after = fill  # type: ignore[method-assign]
+    conn.deliver(*_ack(3, "c3"))  # 2 never arrives live
+    await _run(conn, 0.15)
+    assert _stream(socket) == [("message", 2), ("message", 3), ("ack", 3)]
+    # A repeated send's ack (an old seq) goes out at once.
+    conn2, socket2 = _connection(last_sent=9)
+    conn2.deliver(*_ack(4, "old"))
+    await _run(conn2, 0.02)
+    assert _stream(socket2) == [("ack", 4)]

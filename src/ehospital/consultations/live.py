@@ -7,15 +7,19 @@ The protocol (JSON text frames; docs/ARCHITECTURE.md has the full table):
 * the server answers `welcome` (status, last seq, who is present, read marks), then every stored
   message after N in order, then live events: `message`, `typing`, `read`, `presence`;
 * `{"type": "send", "client_id": "...", "body": "..."}` is stored, committed, and only then
-  acknowledged with `{"type": "ack", "client_id", "seq"}`; a `client_id` sent again (after a
-  reconnect that lost the ack) is acknowledged with the stored message's seq, never stored twice;
+  acknowledged with `{"type": "ack", "client_id", "seq", "id", "duplicate", "message"}`; the ack
+  carries the stored message and stands in for its `message` frame on the socket that sent it
+  (every other socket, the sender's other tabs too, gets the `message` frame); a `client_id`
+  sent again (after a reconnect that lost the ack) is acknowledged with the stored message,
+  never stored twice;
 * `typing`, `read` (with `seq`) and `ping` complete the set.
 
-Every message a socket receives has a per-consultation sequence number; the writer sends each
-seq once and in order: a live message that arrives ahead of one it has not seen (two processes
-publishing out of order) waits briefly for it, and a gap still open then is filled from the
-database. A client that reconnects with the
-last seq it received gets exactly what it missed. The token is checked again on every frame (the
+Every message has a per-consultation sequence number, and each socket receives each seq once
+and in order, as a `message` frame or as the `ack` of its own send (an ack whose seq the socket
+has already had, a repeat, carries nothing new). A live message that arrives ahead of one it
+has not seen (two processes publishing out of order) waits briefly for it, and a gap still open
+then is filled from the database. A client that reconnects with the last seq it received gets
+exactly what it missed. The token is checked again on every frame (the
 principal cache makes that cheap) and the consultation's rights by the service on every write.
 """
 
@@ -82,6 +86,7 @@ class _Connection:
     last_typing: float = 0.0
     digest: bytes = b""
     verified: Actor | None = None  # the cache entry self.actor was last taken from
+    own: set[str] = field(default_factory=set)  # client_ids sent here whose echo is still due
 
     def __post_init__(self) -> None:
         self.digest = token_hash(self.token)
@@ -148,15 +153,18 @@ class _Connection:
         self.last_sent = message.seq
 
     async def write(self) -> None:
-        """Queued events to the socket; messages exactly once and in seq order.
+        """Queued events to the socket; each seq exactly once and in order.
 
-        Two processes publish in the order their batches commit, so a message can arrive just
-        ahead of one it follows. It waits (up to REORDER_WAIT) for the one it follows; only a
-        message still missing then is read from the database, where it is already committed
-        (the consultation row lock orders the numbers)."""
-        ahead: dict[int, str] = {}  # seq → JSON of messages that arrived ahead of a missing one
+        A seq reaches the socket as a `message` frame or, for a message this socket sent, as
+        the `ack` that carries it (the echo of an own message is dropped: the ack stands in its
+        place). Two processes publish in the order their batches commit, so an event can
+        arrive just ahead of one it follows: it waits (up to REORDER_WAIT) for the one it
+        follows; only a message still missing then is read from the database, where it is
+        already committed (the consultation row lock orders the numbers)."""
+        ahead: dict[int, tuple[str, bool]] = {}  # seq → (JSON, is an ack) of early arrivals
         deadline = 0.0
         loop = asyncio.get_running_loop()
+        me = self.actor.account_id
         while True:
             if ahead:
                 try:
@@ -164,29 +172,49 @@ class _Connection:
                         event, raw = await self.queue.get()
                 except TimeoutError:
                     await self.send_messages_after(self.last_sent, max(ahead))
+                    for seq in sorted(ahead):  # the acks held: the client still needs them
+                        if ahead[seq][1]:
+                            await self.socket.send_text(ahead[seq][0])
                     ahead.clear()
                     continue
             else:
                 event, raw = await self.queue.get()
             if self.lagging:
                 raise _Lagging
-            if event.get("type") != "message":
+            kind = event.get("type")
+            if kind == "message":
+                message = event["message"]
+                seq = int(message["seq"])
+                client_id = message.get("client_id")
+                if client_id is not None and message.get("sender_id") == me and client_id in self.own:
+                    self.own.discard(client_id)
+                    continue  # the echo of a message sent here: its ack takes its place
+                is_ack = False
+            elif kind == "ack":
+                seq = int(event["seq"])
+                is_ack = True
+                if seq <= self.last_sent:  # a repeat, or its seq already went out as a message
+                    await self.socket.send_text(raw)
+                    continue
+            else:
                 await self.socket.send_text(raw)
                 continue
-            seq = int(event["message"]["seq"])
             if seq <= self.last_sent:
                 continue  # already sent (from the backlog, or a gap fill)
             if seq > self.last_sent + 1:
                 if not ahead:
                     deadline = loop.time() + REORDER_WAIT
-                ahead[seq] = raw
+                if seq not in ahead or is_ack:
+                    ahead[seq] = (raw, is_ack)
                 continue
             await self.socket.send_text(raw)
             self.last_sent = seq
             while self.last_sent + 1 in ahead:
-                await self.socket.send_text(ahead.pop(self.last_sent + 1))
+                await self.socket.send_text(ahead.pop(self.last_sent + 1)[0])
                 self.last_sent += 1
             for stale in [s for s in ahead if s <= self.last_sent]:
+                if ahead[stale][1]:
+                    await self.socket.send_text(ahead[stale][0])
                 del ahead[stale]
 
 
@@ -481,23 +509,30 @@ async def _on_send(conn: _Connection, frame: dict[str, Any]) -> None:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         await conn.error("invalid_message", problems, client_id=client_id)
         return
+    if data.client_id is not None:
+        conn.own.add(data.client_id)
     try:
         message, stored = await batcher_of(conn.socket.app, conn.runtime).post(
             conn.actor, conn.consultation_id, data
         )
     except DomainError as exc:
+        if data.client_id is not None:
+            conn.own.discard(data.client_id)
         await conn.refused(exc, client_id=client_id)
         return
-    # Committed: now, and only now, the sender hears that it is stored.
-    await conn.send(
-        {
-            "type": "ack",
-            "client_id": data.client_id,
-            "seq": message["seq"],
-            "id": message["id"],
-            "duplicate": not stored,
-        }
-    )
+    if not stored and data.client_id is not None:
+        conn.own.discard(data.client_id)  # nothing new was published: no echo will come
+    # Committed: now, and only now, the sender hears that it is stored. The ack carries the
+    # message and takes its place in this socket's stream, in seq order (see write()).
+    ack = {
+        "type": "ack",
+        "client_id": data.client_id,
+        "seq": message["seq"],
+        "id": message["id"],
+        "duplicate": not stored,
+        "message": message,
+    }
+    conn.deliver(ack, orjson.dumps(ack).decode())
 
 
 async def _on_read(conn: _Connection, frame: dict[str, Any]) -> None:
