@@ -261,7 +261,13 @@ async def messages_phase(
             j += 1
         await asyncio.sleep(0.001)
     sent_window = time.monotonic() - started
-    await asyncio.sleep(3.0)  # let the last messages arrive
+    # Let the last messages arrive: every send acknowledged and delivered (or 30 s passed).
+    drain_until = time.monotonic() + 30
+    while time.monotonic() < drain_until and (  # noqa: ASYNC110 - counters the readers update
+        counts["acked"] + counts["errors"] < counts["sent"] or counts["delivered"] < counts["acked"]
+    ):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # and anything that would arrive twice
     cpu_after = cpu()
     for s, _ in sockets:
         await s.close()
