@@ -203,7 +203,8 @@ async def messages_phase(
     sockets: list[tuple[aiohttp.ClientWebSocketResponse, str]] = []  # (socket, side)
 
     async def open_aio(base: str, cid: int, token: str) -> aiohttp.ClientWebSocketResponse:
-        sock = await http.ws_connect(ws(base, cid), autoping=False, max_msg_size=0)
+        # autoping: the server pings every 20 s; aiohttp answers without surfacing the frame.
+        sock = await http.ws_connect(ws(base, cid), autoping=True, max_msg_size=0)
         hello = {"type": "hello", "token": token, "after_seq": 2_000_000_000}
         await sock.send_str(orjson.dumps(hello).decode())
         welcome = orjson.loads((await sock.receive(timeout=60)).data)
@@ -235,7 +236,11 @@ async def messages_phase(
                         ack_latencies.append(now - sent)
                 elif kind == "error":
                     counts["errors"] += 1
+        if not stopping:  # the server closed it, or a frame broke the reader
+            closed.append((side, sock.close_code))
 
+    stopping = False
+    closed: list[tuple[str, int | None]] = []  # sockets the server closed during the run
     readers = [asyncio.create_task(reader(s, side)) for s, side in sockets]
     cpu_before = cpu()  # the sockets are open: from here on the CPU time is the messages'
     # Message j goes out at start + j / rate from socket j mod S: every socket sends at the
@@ -269,6 +274,8 @@ async def messages_phase(
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)  # and anything that would arrive twice
     cpu_after = cpu()
+    stopping = True
+    counts["closed_by_server"] = len(closed)
     for s, _ in sockets:
         await s.close()
     for r in readers:
@@ -281,6 +288,7 @@ async def messages_phase(
         "sent": counts["sent"],
         "acked": counts["acked"],
         "errors": counts["errors"],
+        "closed_by_server": counts["closed_by_server"],
         "delivered": counts["delivered"],
         "delivered_per_s": round(counts["delivered"] / sent_window, 1),
         "stored_per_s": round(counts["acked"] / sent_window, 1),
