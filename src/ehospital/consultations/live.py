@@ -71,6 +71,11 @@ class _Lagging(Exception):
     pass
 
 
+# Token look-ups in flight, by token digest: sockets of one token whose cache entry lapsed at
+# the same moment wait for one look-up instead of each running its own.
+_lookups: dict[bytes, asyncio.Future[Actor | None]] = {}
+
+
 @dataclass
 class _Connection:
     socket: WebSocket
@@ -115,21 +120,31 @@ class _Connection:
 
     async def reauthenticate(self) -> None:
         """The token again: from this process's principal cache when it is fresh (no database),
-        else through the database (expired or revoked: the socket ends)."""
+        else through the database (expired or revoked: the socket ends). When the cache entry
+        lapses, the sockets of one token that ask at the same moment share one look-up."""
         cached = principals.get(self.digest)
         if cached is not None:
             if cached is not self.verified:  # a fresh entry: the same principal, re-read
                 self.actor = dataclasses.replace(cached, address=self.actor.address, request_id=None)
                 self.verified = cached
             return
-        async with self.runtime.sessionmaker() as session:
-            actor = await AuthService(session, self.runtime.settings).authenticate(
-                self.token, address=self.actor.address, request_id=None, kind=self.kind
-            )
-            await session.commit()
+        lookup = _lookups.get(self.digest)
+        if lookup is None:
+            lookup = _lookups[self.digest] = asyncio.ensure_future(self._lookup())
+            digest = self.digest
+            lookup.add_done_callback(lambda _: _lookups.pop(digest, None))
+        actor = await asyncio.shield(lookup)
         if actor is None:
             raise _Unauthenticated
-        self.actor = actor
+        self.actor = dataclasses.replace(actor, address=self.actor.address, request_id=None)
+
+    async def _lookup(self) -> Actor | None:
+        async with self.runtime.sessionmaker() as session:
+            actor = await AuthService(session, self.runtime.settings).authenticate(
+                self.token, address=None, request_id=None, kind=self.kind
+            )
+            await session.commit()
+        return actor
 
     async def send_messages_after(self, after: int, upto: int | None = None) -> None:
         """Stored messages with seq > after (and ≤ upto), in order, from the database."""
