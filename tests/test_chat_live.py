@@ -69,6 +69,7 @@ def open_consultation(
 
 
 _BACKEND_OF: dict[str, str] = {}  # server URL → its database
+_DATABASE_OF: dict[str, str] = {}  # server URL → its database URL
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -82,6 +83,7 @@ async def server(
     try:
         with live_server(data, {"EHOSPITAL_DATABASE_URL": url}) as base:
             _BACKEND_OF[base] = request.param
+            _DATABASE_OF[base] = url
             yield base
     finally:
         if name is not None:
@@ -409,14 +411,14 @@ async def test_many_sockets_at_once_keep_every_message_once_and_in_each_senders_
     try:
         start = clients[0].welcome["last_seq"]  # type: ignore[index]
         for c in clients:
-            await c.wait_for(lambda c=c: c.last_seq >= start)  # type: ignore[misc]
+            await c.wait_for(lambda c=c: c.last_seq >= start)
         count = 15
         for i in range(count):  # pipelined: nobody waits for an ack before the next send
             for k, c in enumerate(clients):
                 await c.send(f"burst-{k}-{i}", f"burst {k}/{i}")
         total = count * len(clients)
         for c in clients:
-            await c.wait_for(lambda c=c: c.last_seq >= start + total, 30)  # type: ignore[misc]
+            await c.wait_for(lambda c=c: c.last_seq >= start + total, 30)
         stored = [m for m in await history(server, world["doctor"], world["cid"]) if m["seq"] > start]
         assert [m["seq"] for m in stored] == list(range(start + 1, start + total + 1))
         for k in range(len(clients)):
@@ -492,3 +494,44 @@ async def test_the_doctors_first_live_message_starts_the_consultation(
     assert after["first_response_at"] is not None and after["started_at"] == after["first_response_at"]
     message = (await history(server, world["doctor"], cid))[-1]
     assert message["body"] == "您好，我看了您的照片。" and message["sender_role"] == "doctor"
+
+
+async def test_a_consultation_locked_elsewhere_holds_up_only_its_own_messages(
+    server: str, world: dict[str, Any]
+) -> None:
+    """Another transaction holds a consultation's row (another process's batch, a long REST
+    request): the batch skips it instead of waiting, so the other consultations' messages are
+    stored at once; the held one is stored, in order, once the lock is released."""
+    if _BACKEND_OF[server] != "postgresql":
+        pytest.skip("row locks and SKIP LOCKED: PostgreSQL (SQLite writes one message at a time)")
+    import asyncpg  # type: ignore[import-untyped]
+
+    other = open_consultation(server, world["patient"], world["doctor"], member_name="王小明 Wang Xiaoming")
+    held = ChatClient(server, world["patient"], world["cid"])
+    free = ChatClient(server, world["patient"], other)
+    for c in (held, free):
+        await c.connect()
+    dsn = _DATABASE_OF[server].replace("postgresql+asyncpg://", "postgresql://")
+    blocker = await asyncpg.connect(dsn)
+    try:
+        before = held.welcome["last_seq"]  # type: ignore[index]
+        lock = blocker.transaction()
+        await lock.start()
+        await blocker.execute("SELECT 1 FROM consultations WHERE id = $1 FOR UPDATE", world["cid"])
+        await held.send("held-1", "锁住的会诊")
+        await asyncio.sleep(0.05)
+        for i in range(3):
+            await free.send(f"free-{i}", f"未锁的会诊 {i}")
+            await free.wait_for(lambda i=i: f"free-{i}" in free.acks, 5)
+        await asyncio.sleep(0.3)
+        assert "held-1" not in held.acks  # still waiting for the lock, not refused
+        assert not [e for e in held.events if e.get("type") == "error"]
+        await lock.commit()
+        await held.wait_for(lambda: "held-1" in held.acks, 10)
+        assert held.acks["held-1"] == before + 1
+        stored = await history(server, world["patient"], world["cid"])
+        assert [m["client_id"] for m in stored].count("held-1") == 1
+    finally:
+        await blocker.close()
+        for c in (held, free):
+            await c.close()

@@ -14,7 +14,11 @@ The statement keeps every rule of the one-message path (`ConsultationService.pos
   consultation row as locked, so a message never lands after a concurrent close;
 * seq numbers per consultation stay gapless and follow the order the messages arrived;
 * a `client_id` already stored is not stored again;
-* the batch locks its consultations in id order, so two processes' batches never deadlock.
+* the batch locks its consultations in id order and skips (SKIP LOCKED) those another
+  transaction holds: their messages wait for the next batch, instead of the whole batch (and
+  every consultation it already locked) waiting for the other transaction's commit. A message
+  skipped MAX_DEFERRALS times goes the one-message way in a task of its own, which waits for
+  the lock without holding up anybody else.
 
 Whatever the statement did not store (a resend, a refusal) and every message the statement
 cannot carry (an image; SQLite) goes through the one-message path in a transaction of its own,
@@ -43,6 +47,8 @@ from ehospital.realtime.hub import current_hub
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+MAX_DEFERRALS = 3
+DEFER_PAUSE = 0.002  # seconds before retrying when only skipped messages are waiting
 
 # The message as live chat and REST show it (MessageRead in JSON form).
 MessageJson = dict[str, Any]
@@ -65,8 +71,9 @@ _MAY = (
 # One statement, run on its own (autocommit: no BEGIN and COMMIT round trips). Parameters: $1
 # consultation ids, $2 viewers (account or doctor id), $3 by a doctor, $4 sender account ids,
 # $5 sender roles, $6 bodies, $7 client ids, $8 addresses (arrays, one entry per message, in
-# arrival order), $9 now. Returns (ordinal, message id, seq) of each message stored.
-BATCH_SQL = f"""
+# arrival order), $9 now. Returns (ordinal, message id, seq) of each message stored, and
+# (0, consultation id, 0) for each consultation it locked.
+_BATCH_SQL = f"""
 WITH input AS (
     SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BOOLEAN[], $4::BIGINT[], $5::TEXT[],
                          $6::TEXT[], $7::TEXT[], $8::TEXT[])
@@ -87,9 +94,9 @@ fresh AS MATERIALIZED (
 -- as they are once locked, so the rules below judge the latest state.
 locked AS MATERIALIZED (
     SELECT c.id, c.status, c.account_id, c.doctor_id, c.patient_id FROM consultations c
-    WHERE c.id = ANY(ARRAY(SELECT consultation_id FROM fresh))
+    WHERE c.id = ANY(ARRAY(SELECT consultation_id FROM input))
     ORDER BY c.id
-    FOR UPDATE
+    FOR UPDATE {{skip}}
 ),
 counted AS MATERIALIZED (
     SELECT c.id, count(*) AS n, bool_or(f.by_doctor AND c.status = 'accepted') AS starts
@@ -130,7 +137,14 @@ audited AS (
 )
 SELECT a.ord, s.id, s.seq
 FROM stored s JOIN allowed a ON a.consultation_id = s.consultation_id AND a.seq = s.seq
+UNION ALL
+SELECT 0, l.id, 0 FROM locked l  -- ordinal 0: a consultation this statement locked
 """
+# Waits for a consultation another transaction holds (a batch of another process, a REST post).
+BATCH_SQL = _BATCH_SQL.replace("{skip}", "")
+# Leaves such consultations out: their messages wait for the next batch instead of this batch
+# (and every consultation it has locked) waiting for the other transaction's commit.
+BATCH_SQL_SKIP_LOCKED = _BATCH_SQL.replace("{skip}", "SKIP LOCKED")
 
 
 @dataclass
@@ -138,6 +152,7 @@ class _Waiting:
     actor: Actor
     consultation_id: int
     data: MessageCreate
+    deferrals: int = 0  # batches it sat out because another transaction held its consultation
     done: asyncio.Future[tuple[MessageJson, bool]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -158,6 +173,8 @@ class MessageBatcher:
         self.task: asyncio.Task[None] | None = None
         self.batches = 0  # statistics, for tests and the bench
         self.batched = 0
+        self.deferred = 0
+        self._alone_tasks: set[asyncio.Task[None]] = set()
 
     async def post(self, actor: Actor, consultation_id: int, data: MessageCreate) -> tuple[MessageJson, bool]:
         """(the stored message, stored now) once committed and published; DomainError if refused."""
@@ -183,6 +200,8 @@ class MessageBatcher:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
+        for task in list(self._alone_tasks):
+            task.cancel()
         for item in self.waiting:
             if not item.done.done():
                 item.done.cancel()
@@ -193,9 +212,20 @@ class MessageBatcher:
             await self.wakeup.wait()
             self.wakeup.clear()
             while self.waiting:
+                # A message that sat out MAX_DEFERRALS batches (its consultation held by another
+                # transaction each time) goes the one-message way in a task of its own: it waits
+                # for its lock without holding up everybody else's batches.
+                if any(w.deferrals >= MAX_DEFERRALS for w in self.waiting):
+                    for item in [w for w in self.waiting if w.deferrals >= MAX_DEFERRALS]:
+                        task = asyncio.get_running_loop().create_task(self._alone(item))
+                        self._alone_tasks.add(task)
+                        task.add_done_callback(self._alone_tasks.discard)
+                    self.waiting = [w for w in self.waiting if w.deferrals < MAX_DEFERRALS]
+                    if not self.waiting:
+                        break
                 batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
                 try:
-                    await self._write(batch)
+                    deferred = await self._write(batch)
                 except asyncio.CancelledError:
                     for item in batch:
                         if not item.done.done():
@@ -206,15 +236,44 @@ class MessageBatcher:
                     for item in batch:
                         if not item.done.done():
                             item.done.set_exception(RuntimeError("chat batch failed"))
+                    continue
+                if deferred and len(self.waiting) == deferred:
+                    await asyncio.sleep(DEFER_PAUSE)  # only the skipped ones: give the lock time
 
-    async def _write(self, batch: list[_Waiting]) -> None:
+    async def _alone(self, item: _Waiting) -> None:
+        try:
+            result = await self.slow_path(item.actor, item.consultation_id, item.data)
+        except Exception as exc:
+            if not item.done.done():
+                item.done.set_exception(exc)
+            return
+        if not item.done.done():
+            item.done.set_result(result)
+
+    async def _write(self, batch: list[_Waiting]) -> int:
+        """Store a batch and answer its messages; returns how many were put back to wait for
+        the next batch (their consultation was locked by another transaction)."""
         batch, repeats = self._split(batch)
         now = utcnow()
+        # A consultation locked by another transaction (another process's batch) is skipped, not
+        # waited for: its messages try again in the next batch.
         try:
-            stored = await self._store(batch, now)
+            stored, locked = await self._store(batch, now, skip_locked=True)
         except Exception as exc:  # a raced client_id, a lost connection: one by one instead
             log.info("chat batch of %d retried message by message: %s", len(batch), exc)
-            stored = {}
+            stored, locked = {}, None
+        deferred = []
+        if locked is not None:
+            deferred = [
+                item
+                for ordinal, item in enumerate(batch, start=1)
+                if ordinal not in stored and item.consultation_id not in locked
+            ]
+            for item in deferred:
+                item.deferrals += 1
+            if deferred:
+                self.waiting[:0] = deferred  # first in the next batch, in their order
+                self.deferred += len(deferred)
         self.batches += 1
         self.batched += len(stored)
         events = []
@@ -251,13 +310,19 @@ class MessageBatcher:
                 item.done.set_result((message, True))
         # What the statement did not store: a resend (answered with the stored message) or a
         # refusal (answered with its reason), each by the one-message path.
-        unstored = [item for ordinal, item in enumerate(batch, start=1) if ordinal not in stored]
+        waiting_again = {id(item) for item in deferred}
+        unstored = [
+            item
+            for ordinal, item in enumerate(batch, start=1)
+            if ordinal not in stored and id(item) not in waiting_again
+        ]
         for item in unstored + repeats:
             if not item.done.done():
                 try:
                     item.done.set_result(await self.slow_path(item.actor, item.consultation_id, item.data))
                 except Exception as exc:
                     item.done.set_exception(exc)
+        return len(deferred)
 
     @staticmethod
     def _split(batch: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting]]:
@@ -276,8 +341,11 @@ class MessageBatcher:
                 first.append(item)
         return first, repeats
 
-    async def _store(self, batch: list[_Waiting], now: datetime) -> dict[int, tuple[int, int]]:
-        """{ordinal in batch: (message id, seq)} of what the statement stored (committed)."""
+    async def _store(
+        self, batch: list[_Waiting], now: datetime, *, skip_locked: bool
+    ) -> tuple[dict[int, tuple[int, int]], set[int]]:
+        """({ordinal in batch: (message id, seq)} of what the statement stored (committed), the
+        consultations it locked)."""
         args = (
             [w.consultation_id for w in batch],
             [w.actor.doctor_id if w.actor.is_doctor else w.actor.account_id for w in batch],
@@ -293,5 +361,7 @@ class MessageBatcher:
         # commits by itself (the pool's reset on return sends nothing when none was begun).
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
-            rows = await raw.driver_connection.fetch(BATCH_SQL, *args)  # type: ignore[union-attr]
-        return {int(r[0]): (int(r[1]), int(r[2])) for r in rows}
+            sql = BATCH_SQL_SKIP_LOCKED if skip_locked else BATCH_SQL
+            rows = await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
+        stored = {int(r[0]): (int(r[1]), int(r[2])) for r in rows if r[0]}
+        return stored, {int(r[1]) for r in rows if not r[0]}
