@@ -70,15 +70,7 @@ async def test_a_gap_still_open_after_the_wait_is_filled_from_the_database(
     monkeypatch.setattr(live, "message_event", _event_of)
     monkeypatch.setattr(live, "REORDER_WAIT", 0.1)
     conn, socket = _connection(last_sent=1)
-    fills: list[tuple[int, int | None]] = []
-
-    async def fill(after: int, upto: int | None = None) -> None:
-        fills.append((after, upto))
-        assert upto is not None
-        for seq in range(after + 1, upto + 1):  # what the database holds: 2, 3 and 4
-            await conn._send_message(cast(Any, _Stored(seq)))
-
-    conn.send_messages_after = fill  # type: ignore[method-assign]
+    fills = _fill_from_database(conn)  # the database holds 2, 3 and 4
     conn.deliver(*_message(3))
     conn.deliver(*_message(4))  # 2 never arrives live (a publish lost with a broker hiccup)
     await _run(conn, live.REORDER_WAIT + 0.1)
@@ -88,6 +80,21 @@ async def test_a_gap_still_open_after_the_wait_is_filled_from_the_database(
     conn2.deliver(*_message(5))
     await _run(conn2, 0.02)
     assert _seqs(socket2) == [5]
+
+
+def _fill_from_database(conn: live._Connection) -> list[tuple[int, int | None]]:
+    """Stands in for the writer's database read (the database holds every seq): sends each
+    stored message after `after` up to `upto` the way the real fill does; returns the calls."""
+    fills: list[tuple[int, int | None]] = []
+
+    async def fill(after: int, upto: int | None = None) -> None:
+        fills.append((after, upto))
+        assert upto is not None
+        for seq in range(after + 1, upto + 1):
+            await conn._send_message(cast(Any, _Stored(seq)))
+
+    conn.send_messages_after = fill  # type: ignore[method-assign]
+    return fills
 
 
 class _Stored:
@@ -148,13 +155,7 @@ async def test_an_ack_held_for_a_missing_message_is_still_sent_after_the_fill(
     monkeypatch.setattr(live, "REORDER_WAIT", 0.05)
     conn, socket = _connection(last_sent=1)
     conn.own.add("c3")
-
-    async def fill(after: int, upto: int | None = None) -> None:
-        assert upto is not None
-        for seq in range(after + 1, upto + 1):
-            await conn._send_message(cast(Any, _Stored(seq)))
-
-    conn.send_messages_after = fill  # type: ignore[method-assign]
+    _fill_from_database(conn)
     conn.deliver(*_ack(3, "c3"))  # 2 never arrives live
     await _run(conn, 0.15)
     assert _stream(socket) == [("message", 2), ("message", 3), ("ack", 3)]

@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ehospital.consultations.models import CHATTING_STATUSES, OPEN_STATUSES, Status
-from ehospital.consultations.schemas import MessageCreate
+from ehospital.consultations.schemas import MessageCreate, MessageRead
 from ehospital.kit.context import Actor
 from ehospital.kit.models import utcnow
 from ehospital.realtime.hub import current_hub
@@ -158,11 +158,6 @@ class _Waiting:
     )
 
 
-def _iso(moment: datetime) -> str:
-    """As pydantic writes a UTC datetime in JSON."""
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 class MessageBatcher:
     def __init__(self, engine: AsyncEngine, slow_path: SlowPath) -> None:
         self.engine = engine
@@ -171,9 +166,6 @@ class MessageBatcher:
         self.waiting: list[_Waiting] = []
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.batches = 0  # statistics, for tests and the bench
-        self.batched = 0
-        self.deferred = 0
         self._alone_tasks: set[asyncio.Task[None]] = set()
 
     async def post(self, actor: Actor, consultation_id: int, data: MessageCreate) -> tuple[MessageJson, bool]:
@@ -273,26 +265,23 @@ class MessageBatcher:
                 item.deferrals += 1
             if deferred:
                 self.waiting[:0] = deferred  # first in the next batch, in their order
-                self.deferred += len(deferred)
-        self.batches += 1
-        self.batched += len(stored)
         events = []
         for ordinal, item in enumerate(batch, start=1):
             found = stored.get(ordinal)
             if found is None:
                 continue
             message_id, seq = found
-            message: MessageJson = {
-                "id": message_id,
-                "seq": seq,
-                "sender_id": item.actor.account_id,
-                "sender_role": str(item.actor.role),
-                "kind": "text",
-                "body": item.data.body,
-                "attachment_id": None,
-                "client_id": item.data.client_id,
-                "created_at": _iso(now),
-            }
+            message = MessageRead(
+                id=message_id,
+                seq=seq,
+                sender_id=item.actor.account_id,
+                sender_role=str(item.actor.role),
+                kind="text",
+                body=item.data.body,
+                attachment_id=None,
+                client_id=item.data.client_id,
+                created_at=now,
+            ).model_dump(mode="json")
             events.append((item, message))
         hub = current_hub()
         if hub is not None:

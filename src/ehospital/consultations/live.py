@@ -352,7 +352,7 @@ async def live(socket: WebSocket, consultation_id: int) -> None:
                 ],
             }
         )
-        await hub.publish(consultation_id, await _presence(hub, consultation_id))
+        hub.publish(consultation_id, await _presence(hub, consultation_id))
         await conn.send_messages_after(conn.last_sent)
         await _serve(conn)
     except (WebSocketDisconnect, _Unauthenticated, _Lagging, asyncio.CancelledError) as exc:
@@ -369,7 +369,7 @@ async def live(socket: WebSocket, consultation_id: int) -> None:
         await hub.leave(consultation_id, conn.deliver)
         with contextlib.suppress(Exception):
             await hub.broker.leave_presence(room, conn.member)
-            await hub.publish(consultation_id, await _presence(hub, consultation_id))
+            hub.publish(consultation_id, await _presence(hub, consultation_id))
 
 
 async def _presence(hub: ChatHub, consultation_id: int) -> Event:
@@ -425,7 +425,7 @@ async def _read(conn: _Connection) -> None:
             now = time.monotonic()
             if now - conn.last_typing >= TYPING_INTERVAL:
                 conn.last_typing = now
-                await conn.hub.publish(
+                conn.hub.publish(
                     conn.consultation_id,
                     {
                         "type": "typing",
@@ -593,7 +593,7 @@ async def _on_call(conn: _Connection, kind: str, frame: dict[str, Any]) -> None:
     if call is None or call.ended_at is not None:
         await conn.error("call_ended", "no such call going on")
         return
-    await conn.hub.publish(
+    conn.hub.publish(
         conn.consultation_id,
         {
             "type": "signal",

@@ -301,31 +301,28 @@ class ConsultationRepository:
 
     async def due_overdue(self, now: datetime) -> Sequence[Consultation]:
         """Accepted or running consultations past their close promise, not yet marked."""
-        return (
-            await self.session.scalars(
-                select(Consultation)
-                .where(
-                    Consultation.status.in_(list(CHATTING_STATUSES)),
-                    Consultation.overdue_at.is_(None),
-                    Consultation.close_due_at <= now,
-                )
-                .order_by(Consultation.id)
-                .limit(500)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        return await self._due(
+            Consultation.status.in_(list(CHATTING_STATUSES)),
+            Consultation.overdue_at.is_(None),
+            Consultation.close_due_at <= now,
+        )
 
     async def due_late(self, now: datetime) -> Sequence[Consultation]:
         """Open consultations whose first-answer deadline passed without an answer, not yet marked."""
+        return await self._due(
+            Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
+            Consultation.first_response_at.is_(None),
+            Consultation.late_at.is_(None),
+            Consultation.first_response_due_at <= now,
+        )
+
+    async def _due(self, *conditions: ColumnElement[bool]) -> Sequence[Consultation]:
+        """Up to 500 consultations a sweep should mark, locked; rows another process's sweep
+        holds are skipped (it marks them)."""
         return (
             await self.session.scalars(
                 select(Consultation)
-                .where(
-                    Consultation.status.in_([Status.REQUESTED, Status.ACCEPTED]),
-                    Consultation.first_response_at.is_(None),
-                    Consultation.late_at.is_(None),
-                    Consultation.first_response_due_at <= now,
-                )
+                .where(*conditions)
                 .order_by(Consultation.id)
                 .limit(500)
                 .with_for_update(skip_locked=True)

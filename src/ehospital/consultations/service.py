@@ -298,14 +298,7 @@ class ConsultationService:
             raise Conflict("the consultation expired before anyone accepted it", code="consultation_expired")
         if consultation.status != Status.REQUESTED:
             raise Conflict(f"the consultation is {consultation.status}", code="invalid_state")
-        # Locked: two accepts of one doctor at once cannot both pass the capacity check.
-        doctor = await self.directory.doctor_for_update(actor.doctor_id)
-        assert doctor is not None
-        if await self.repo.active_count(doctor.id) >= doctor.max_concurrent:
-            raise Conflict(
-                f"you already have {doctor.max_concurrent} active consultations",
-                code="doctor_at_capacity",
-            )
+        doctor = await self._doctor_with_room(actor)
         now = utcnow()
         if not await self.repo.claim(consultation.id, doctor.id, now):
             raise Conflict("another doctor accepted this consultation", code="already_accepted")
@@ -317,13 +310,7 @@ class ConsultationService:
 
     async def _take_over(self, actor: Actor, consultation: Consultation) -> Consultation:
         """Another doctor of the centre takes a consultation whose first answer is late."""
-        assert actor.doctor_id is not None
-        doctor = await self.directory.doctor_for_update(actor.doctor_id)
-        assert doctor is not None
-        if await self.repo.active_count(doctor.id) >= doctor.max_concurrent:
-            raise Conflict(
-                f"you already have {doctor.max_concurrent} active consultations", code="doctor_at_capacity"
-            )
+        doctor = await self._doctor_with_room(actor)
         centre = await self.directory.centre(consultation.centre_id)
         now = utcnow()
         due = now + timedelta(minutes=centre.first_response_minutes if centre else 10)
@@ -334,6 +321,18 @@ class ConsultationService:
         await self._event(consultation, f"taken over by {doctor.name}")
         self._audit(actor, "accept", consultation)
         return consultation
+
+    async def _doctor_with_room(self, actor: Actor) -> Doctor:
+        """The acting doctor, locked (two accepts of one doctor at once cannot both pass), when
+        below their limit of concurrent consultations."""
+        assert actor.doctor_id is not None
+        doctor = await self.directory.doctor_for_update(actor.doctor_id)
+        assert doctor is not None
+        if await self.repo.active_count(doctor.id) >= doctor.max_concurrent:
+            raise Conflict(
+                f"you already have {doctor.max_concurrent} active consultations", code="doctor_at_capacity"
+            )
+        return doctor
 
     async def _promise_close(self, consultation_id: int, centre_id: int, now: datetime) -> None:
         centre = await self.directory.centre(centre_id)

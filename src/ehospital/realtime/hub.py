@@ -71,11 +71,7 @@ class ChatHub:
             if not members:
                 del self.rooms[consultation_id]
 
-    async def publish(self, consultation_id: int, event: Event) -> None:
-        self.publish_many([(consultation_id, event)])
-
-    def publish_soon(self, consultation_id: int, event: Event) -> None:
-        """Publish from synchronous code (an after-commit hook)."""
+    def publish(self, consultation_id: int, event: Event) -> None:
         self.publish_many([(consultation_id, event)])
 
     def publish_many(self, events: list[tuple[int, Event]]) -> None:
@@ -121,4 +117,4 @@ def publish_after_commit(
     hub = _hub
     if hub is None:
         return
-    after_commit(session, lambda: hub.publish_soon(consultation_id, make_event()))
+    after_commit(session, lambda: hub.publish(consultation_id, make_event()))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ehospital.directory.models import OrganisationKind
 from ehospital.directory.schemas import CentreCreate, CentreUpdate, ClinicCreate, ClinicUpdate
@@ -89,28 +89,52 @@ async def _change(
     return web.redirect(f"/admin/centres?notice={notice}")
 
 
+_Form = TypeVar("_Form", bound=BaseModel)
+
+
+async def _submit(
+    web: Web,
+    form_name: str,
+    values: dict[str, str],
+    model: type[_Form],
+    apply: Callable[[_Form], Awaitable[object]],
+    notice: str,
+    payload: dict[str, object] | None = None,
+) -> Response:
+    """Validate a form of the centres page (`payload`, or the posted `values`) into `model`,
+    then apply it; a refusal shows the page again with the form as it was posted."""
+    try:
+        data = model.model_validate(values if payload is None else payload)
+    except ValidationError as exc:
+        return await _centres_page(web, invalid(web.t, form_name, exc, values), 422)
+    return await _change(web, form_name, values, lambda: apply(data), notice)
+
+
 @router.post("/admin/centres")
 async def create_centre(web: AdminWeb, form: PostedForm) -> Response:
     values = values_of(form, *CENTRE_FIELDS)
-    try:
-        data = CentreCreate.model_validate({**values, "organisation_id": id_text(form, "organisation_id")})
-    except ValidationError as exc:
-        return await _centres_page(web, invalid(web.t, "centre", exc, values), 422)
     service = DirectoryService(web.session)
-    return await _change(web, "centre", values, lambda: service.create_centre(web.me, data), "centre_created")
+    return await _submit(
+        web,
+        "centre",
+        values,
+        CentreCreate,
+        lambda data: service.create_centre(web.me, data),
+        "centre_created",
+        payload={**values, "organisation_id": id_text(form, "organisation_id")},
+    )
 
 
 @router.post("/admin/centres/{centre_id}/clinics")
 async def create_clinic(centre_id: Id, web: AdminWeb, form: PostedForm) -> Response:
-    name = f"clinic-{centre_id}"
-    values = values_of(form, *CLINIC_FIELDS)
-    try:
-        data = ClinicCreate.model_validate(values)
-    except ValidationError as exc:
-        return await _centres_page(web, invalid(web.t, name, exc, values), 422)
     service = DirectoryService(web.session)
-    return await _change(
-        web, name, values, lambda: service.create_clinic(web.me, centre_id, data), "clinic_created"
+    return await _submit(
+        web,
+        f"clinic-{centre_id}",
+        values_of(form, *CLINIC_FIELDS),
+        ClinicCreate,
+        lambda data: service.create_clinic(web.me, centre_id, data),
+        "clinic_created",
     )
 
 
@@ -154,13 +178,12 @@ PROMISE_FIELDS = ("first_response_minutes", "close_within_hours")
 @router.post("/admin/centres/{centre_id}/promises")
 async def set_promises(centre_id: Id, web: AdminWeb, form: PostedForm) -> Response:
     """The centre's response-time promises: first answer (minutes) and closing (hours)."""
-    name = f"promises-{centre_id}"
-    values = values_of(form, *PROMISE_FIELDS)
-    try:
-        data = CentreUpdate.model_validate(values)
-    except ValidationError as exc:
-        return await _centres_page(web, invalid(web.t, name, exc, values), 422)
     service = DirectoryService(web.session)
-    return await _change(
-        web, name, values, lambda: service.update_centre(web.me, centre_id, data), "centre_switched"
+    return await _submit(
+        web,
+        f"promises-{centre_id}",
+        values_of(form, *PROMISE_FIELDS),
+        CentreUpdate,
+        lambda data: service.update_centre(web.me, centre_id, data),
+        "centre_switched",
     )
